@@ -1,0 +1,37 @@
+// Helpers for integration tests: clients for the run's Kafka and Postgres, and unique names
+// so that test files can run in parallel against the same broker and database.
+import { randomBytes } from 'node:crypto';
+import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import pg from 'pg';
+import { inject } from 'vitest';
+
+export const kafkaBrokers = (): string[] => inject('kafkaBrokers').split(',');
+export const databaseUrl = (): string => inject('databaseUrl');
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${randomBytes(4).toString('hex')}`;
+}
+
+export function kafkaClient(clientId = uniqueName('test')): Kafka {
+  return new Kafka({ clientId, brokers: kafkaBrokers(), logLevel: logLevel.NOTHING });
+}
+
+export async function createTopic(kafka: Kafka, topic: string, numPartitions: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions, replicationFactor: 1 }], waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function connectedProducer(kafka: Kafka): Promise<Producer> {
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  return producer;
+}
+
+export function pgPool(max = 4): pg.Pool {
+  return new pg.Pool({ connectionString: databaseUrl(), max });
+}
