@@ -25,8 +25,8 @@ deps: $(DEPS) ## install Node 24 (if needed) and the npm dependencies
 	@./stack/kafka.sh fetch
 
 .PHONY: demo
-demo: stack-up ## start the local stack and print its health (the pipeline fills this in)
-	@echo "stack is up: Kafka on 127.0.0.1:$${KAFKA_PORT:-19092}"
+demo: deps ## start the local stack, produce sample events, sink them into Postgres, print what landed
+	node src/cli/demo.ts
 
 .PHONY: test
 test: deps ## run all tests (unit + integration against a real Kafka and Postgres)

@@ -1,0 +1,79 @@
+// Decodes Confluent-framed values into reader-schema records. Writer types and
+// writer→reader resolvers are cached per schema id; decode() itself is synchronous and
+// needs prepare() to have loaded the ids of the batch first.
+import type avro from 'avsc';
+import { PgsinkError, RecordError } from '../util/errors.ts';
+import type { WriterSchemas } from './registry.ts';
+import type { AvroType } from './types.ts';
+import { HEADER_SIZE, schemaIdOf } from './wire.ts';
+
+export class RouteDecoder {
+  private readonly resolvers = new Map<number, avro.Resolver | null>();
+  /** Ids whose load failed for the record (unknown id): every record with it is dead-lettered. */
+  private readonly badIds = new Map<number, RecordError>();
+
+  readonly readerType: AvroType;
+  private readonly writers: WriterSchemas;
+
+  constructor(readerType: AvroType, writers: WriterSchemas) {
+    this.readerType = readerType;
+    this.writers = writers;
+  }
+
+  /** Loads the writer schemas of these values. Throws only retriable errors (registry down). */
+  async prepare(values: Iterable<Buffer | null>): Promise<void> {
+    const missing = new Set<number>();
+    for (const v of values) {
+      if (!v || v.length < HEADER_SIZE || v[0] !== 0) continue;
+      const id = v.readInt32BE(1);
+      if (!this.resolvers.has(id) && !this.badIds.has(id) && !missing.has(id)) missing.add(id);
+    }
+    await Promise.all(
+      [...missing].map(async (id) => {
+        try {
+          this.addWriter(id, await this.writers.load(id));
+        } catch (err) {
+          if (err instanceof RecordError) this.badIds.set(id, err);
+          else throw err;
+        }
+      }),
+    );
+  }
+
+  private addWriter(id: number, writer: AvroType): void {
+    if (writer.equals(this.readerType)) {
+      this.resolvers.set(id, null);
+      return;
+    }
+    try {
+      this.resolvers.set(id, this.readerType.createResolver(writer));
+    } catch (err) {
+      // Not the record's fault: the route's reader schema cannot read this writer. The
+      // partition waits (retriable) until the route is fixed; nothing is dead-lettered.
+      throw new PgsinkError(
+        'avro',
+        `writer schema id ${id} is incompatible with the route's reader schema: ${(err as Error).message}`,
+        { code: 'SCHEMA_INCOMPATIBLE', retriable: true, cause: err },
+      );
+    }
+  }
+
+  decode(value: Buffer): unknown {
+    const id = schemaIdOf(value);
+    const bad = this.badIds.get(id);
+    if (bad) throw bad;
+    const resolver = this.resolvers.get(id);
+    if (resolver === undefined) {
+      const writer = this.writers.cached(id);
+      if (!writer) throw new Error(`internal: schema id ${id} used before prepare()`);
+      this.addWriter(id, writer);
+      return this.decode(value);
+    }
+    try {
+      const body = value.subarray(HEADER_SIZE);
+      return resolver === null ? this.readerType.fromBuffer(body) : this.readerType.fromBuffer(body, resolver);
+    } catch (err) {
+      throw new RecordError('avro', 'MALFORMED_BODY', `Avro body does not decode with schema id ${id}: ${(err as Error).message}`, err);
+    }
+  }
+}

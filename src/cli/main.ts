@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+// pgsink command line. Exit codes: 0 done, 1 runtime failure, 2 bad usage or configuration.
+import { parseArgs } from 'node:util';
+import { loadConfig, redactConfig } from '../config/load.ts';
+import { hideKafkajsTimeoutWarning } from '../kafka/quirks.ts';
+import { createPipeline } from '../pipeline/app.ts';
+import { createLogger } from '../telemetry/logger.ts';
+import { ConfigError, errorMessage } from '../util/errors.ts';
+
+const USAGE = `usage: pgsink <command> [options]
+
+commands:
+  run      consume the configured topics into PostgreSQL until SIGTERM/SIGINT
+           --config <file>   YAML or JSON config (or PGSINK_CONFIG); PGSINK_* env vars override it
+  check    validate the configuration and print it with secrets redacted
+           --config <file>
+
+exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration`;
+
+function configPath(values: { config?: string | undefined }): string | undefined {
+  return values.config ?? process.env['PGSINK_CONFIG'];
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const config = loadConfig(configPath(values));
+  const logger = createLogger(config.log.level);
+  logger.info({ config: redactConfig(config) }, 'starting');
+  const { service } = createPipeline(config, { logger });
+
+  let signals = 0;
+  const done = new Promise<number>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal: sig }, 'second signal: exiting now without draining');
+        resolve(1);
+        return;
+      }
+      logger.info({ signal: sig, deadlineMs: config.shutdown.deadlineMs }, 'draining and stopping');
+      service.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err: errorMessage(err) }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  try {
+    await service.start();
+  } catch (err) {
+    await service.stop(5_000).catch(() => undefined);
+    throw err;
+  }
+  logger.info('consuming');
+  const failed = new Promise<number>((resolve) => {
+    const t = setInterval(() => {
+      if (service.failure) {
+        clearInterval(t);
+        void service.stop().finally(() => resolve(1));
+      }
+    }, 500);
+    t.unref();
+  });
+  const code = await Promise.race([done, failed]);
+  logger.flush();
+  return code;
+}
+
+function check(argv: string[]): number {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const config = loadConfig(configPath(values));
+  process.stdout.write(`${JSON.stringify(redactConfig(config), null, 2)}\n`);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await run(rest);
+      case 'check':
+        return check(rest);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(`${USAGE}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`pgsink: unknown command '${command}'\n\n${USAGE}\n`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`pgsink: ${errorMessage(err)}\n`);
+      return 2;
+    }
+    process.stderr.write(`pgsink: ${errorMessage(err)}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  hideKafkajsTimeoutWarning();
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}

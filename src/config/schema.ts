@@ -1,0 +1,162 @@
+// The one configuration schema: file (YAML/JSON) and PGSINK_* environment overrides are
+// merged, then validated here once at start-up. Unknown keys are errors, not ignored.
+import { z } from 'zod';
+
+const identifier = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[^\0]+$/, 'must not contain NUL');
+
+/** `table` or `schema.table`; each part is quoted when used, never interpolated raw. */
+const qualifiedName = z
+  .string()
+  .regex(/^[^.\0]{1,63}(\.[^.\0]{1,63})?$/, 'expected "table" or "schema.table"');
+
+const positiveInt = z.number().int().positive();
+
+const metadataColumns = z.strictObject({
+  topic: identifier.optional(),
+  partition: identifier.optional(),
+  offset: identifier.optional(),
+  timestamp: identifier.optional(),
+  key: identifier.optional(),
+});
+
+export const routeSchema = z.strictObject({
+  topic: z.string().min(1),
+  table: qualifiedName,
+  /** Path of the reader schema (.avsc), relative to the config file. */
+  schema: z.string().min(1),
+  mode: z.enum(['append', 'upsert']).default('append'),
+  /** Key columns for upsert mode. */
+  keyColumns: z.array(identifier).optional(),
+  deleteOnTombstone: z.boolean().default(false),
+  /** Avro field name → column name, for the fields whose column is named differently. */
+  columns: z.record(z.string(), identifier).default({}),
+  /** Avro fields that are not written. */
+  exclude: z.array(z.string()).default([]),
+  metadata: metadataColumns.default({}),
+  /** Offline mode: writer schema id → .avsc file, for ids the registry would otherwise resolve. */
+  schemaIds: z.record(z.string().regex(/^\d+$/, 'schema ids are integers'), z.string()).default({}),
+});
+
+export const configSchema = z
+  .strictObject({
+    kafka: z.strictObject({
+      brokers: z.array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port')).min(1),
+      clientId: z.string().min(1).default('pgsink'),
+      groupId: z.string().min(1),
+      /** Where a group without a committed offset starts. */
+      fromBeginning: z.boolean().default(true),
+      sessionTimeoutMs: positiveInt.default(30_000),
+      heartbeatIntervalMs: positiveInt.default(3_000),
+      rebalanceTimeoutMs: positiveInt.default(60_000),
+      /** Upper bound of one fetch for one partition: the most a paused partition can overshoot. */
+      maxBytesPerPartition: positiveInt.default(1024 * 1024),
+      connectionTimeoutMs: positiveInt.default(10_000),
+    }),
+    postgres: z.strictObject({
+      url: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL'),
+      /** Schema of pgsink's own tables (offset fence, dead letters). */
+      schema: identifier.default('pgsink'),
+      poolSize: positiveInt.optional(),
+      statementTimeoutMs: z.number().int().nonnegative().default(0),
+      connectionTimeoutMs: positiveInt.default(10_000),
+    }),
+    schemaRegistry: z
+      .strictObject({
+        url: z.string().regex(/^https?:\/\//, 'expected an http(s):// URL'),
+        username: z.string().optional(),
+        password: z.string().optional(),
+        timeoutMs: positiveInt.default(10_000),
+      })
+      .optional(),
+    batch: z
+      .strictObject({
+        maxRows: positiveInt.default(10_000),
+        maxBytes: positiveInt.default(8 * 1024 * 1024),
+        lingerMs: z.number().int().nonnegative().default(250),
+      })
+      .default({ maxRows: 10_000, maxBytes: 8 * 1024 * 1024, lingerMs: 250 }),
+    backpressure: z
+      .strictObject({
+        maxPartitionBytes: positiveInt.default(32 * 1024 * 1024),
+        maxTotalBytes: positiveInt.default(128 * 1024 * 1024),
+        /** A paused partition resumes when its buffer falls below this share of the limit. */
+        resumeRatio: z.number().gt(0).lt(1).default(0.5),
+        maxConcurrentFlushes: positiveInt.default(4),
+      })
+      .default({
+        maxPartitionBytes: 32 * 1024 * 1024,
+        maxTotalBytes: 128 * 1024 * 1024,
+        resumeRatio: 0.5,
+        maxConcurrentFlushes: 4,
+      }),
+    retry: z
+      .strictObject({ initialMs: positiveInt.default(200), maxMs: positiveInt.default(10_000) })
+      .default({ initialMs: 200, maxMs: 10_000 }),
+    shutdown: z.strictObject({ deadlineMs: positiveInt.default(25_000) }).default({ deadlineMs: 25_000 }),
+    log: z
+      .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
+      .default({ level: 'info' }),
+    routes: z.array(routeSchema).min(1),
+  })
+  .superRefine((c, ctx) => {
+    const topics = new Set<string>();
+    c.routes.forEach((r, i) => {
+      if (topics.has(r.topic)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'topic'], message: `topic '${r.topic}' has two routes` });
+      }
+      topics.add(r.topic);
+      if (r.mode === 'upsert' && !r.keyColumns?.length) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'keyColumns'], message: 'upsert mode needs keyColumns' });
+      }
+      if (r.mode === 'append' && r.deleteOnTombstone) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'deleteOnTombstone'],
+          message: 'deleteOnTombstone needs mode: upsert (a delete needs a key)',
+        });
+      }
+    });
+    if (c.batch.maxBytes > c.backpressure.maxPartitionBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['batch', 'maxBytes'],
+        message: `must not exceed backpressure.maxPartitionBytes (${c.backpressure.maxPartitionBytes}), or a batch could never fill`,
+      });
+    }
+    if (c.backpressure.maxPartitionBytes > c.backpressure.maxTotalBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backpressure', 'maxPartitionBytes'],
+        message: `must not exceed backpressure.maxTotalBytes (${c.backpressure.maxTotalBytes})`,
+      });
+    }
+    if (c.postgres.poolSize !== undefined && c.postgres.poolSize < c.backpressure.maxConcurrentFlushes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['postgres', 'poolSize'],
+        message: `must be at least backpressure.maxConcurrentFlushes (${c.backpressure.maxConcurrentFlushes})`,
+      });
+    }
+    if (c.shutdown.deadlineMs <= c.batch.lingerMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['shutdown', 'deadlineMs'],
+        message: `must exceed batch.lingerMs (${c.batch.lingerMs})`,
+      });
+    }
+    if (c.kafka.heartbeatIntervalMs * 3 > c.kafka.sessionTimeoutMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kafka', 'heartbeatIntervalMs'],
+        message: `should be at most a third of kafka.sessionTimeoutMs (${c.kafka.sessionTimeoutMs})`,
+      });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type RouteConfig = z.infer<typeof routeSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

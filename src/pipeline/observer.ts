@@ -1,0 +1,93 @@
+// What the pipeline reports as it runs. Counters for the CLI and the demo live here; the
+// OpenTelemetry metrics and spans implement the same interface (src/telemetry/).
+import type { FlushReason } from '../batch/partition-buffer.ts';
+import type { FlushOutcome } from '../sink/flush.ts';
+
+export interface FlushReport {
+  topic: string;
+  partition: number;
+  firstOffset: number;
+  lastOffset: number;
+  rows: number;
+  bytes: number;
+  reason: FlushReason;
+  durationMs: number;
+  outcome: FlushOutcome;
+}
+
+export interface SinkObserver {
+  recordsConsumed(topic: string, partition: number, count: number): void;
+  flushed(report: FlushReport): void;
+  flushFailed(topic: string, partition: number, err: Error, attempt: number): void;
+  committed(topic: string, partition: number, offset: number, durationMs: number): void;
+  paused(topic: string, partition: number, reason: string): void;
+  resumed(topic: string, partition: number): void;
+  rebalanced(assigned: number): void;
+  lag(topic: string, partition: number, lag: number): void;
+  buffered(totalBytes: number): void;
+}
+
+export class SinkStats implements SinkObserver {
+  recordsConsumed_ = 0;
+  rowsWritten = 0;
+  deadLettered = 0;
+  batches = 0;
+  flushFailures = 0;
+  rebalances = 0;
+  pausedNow = new Set<string>();
+  maxBufferedBytes = 0;
+  bufferedBytes = 0;
+  readonly lagByPartition = new Map<string, number>();
+  readonly flushReasons: Record<FlushReason, number> = { rows: 0, bytes: 0, linger: 0, drain: 0 };
+
+  recordsConsumed(_t: string, _p: number, count: number): void {
+    this.recordsConsumed_ += count;
+  }
+  flushed(r: FlushReport): void {
+    this.batches++;
+    this.rowsWritten += r.outcome.rowsWritten;
+    this.deadLettered += r.outcome.deadLettered;
+    this.flushReasons[r.reason]++;
+  }
+  flushFailed(): void {
+    this.flushFailures++;
+  }
+  committed(): void {}
+  paused(t: string, p: number): void {
+    this.pausedNow.add(`${t}:${p}`);
+  }
+  resumed(t: string, p: number): void {
+    this.pausedNow.delete(`${t}:${p}`);
+  }
+  rebalanced(): void {
+    this.rebalances++;
+    this.pausedNow.clear();
+  }
+  lag(t: string, p: number, lag: number): void {
+    this.lagByPartition.set(`${t}:${p}`, lag);
+  }
+  buffered(totalBytes: number): void {
+    this.bufferedBytes = totalBytes;
+    if (totalBytes > this.maxBufferedBytes) this.maxBufferedBytes = totalBytes;
+  }
+}
+
+/** Fans one report out to several observers. */
+export function observers(...list: SinkObserver[]): SinkObserver {
+  const each =
+    <K extends keyof SinkObserver>(k: K) =>
+    (...args: Parameters<SinkObserver[K]>) => {
+      for (const o of list) (o[k] as (...a: Parameters<SinkObserver[K]>) => void)(...args);
+    };
+  return {
+    recordsConsumed: each('recordsConsumed'),
+    flushed: each('flushed'),
+    flushFailed: each('flushFailed'),
+    committed: each('committed'),
+    paused: each('paused'),
+    resumed: each('resumed'),
+    rebalanced: each('rebalanced'),
+    lag: each('lag'),
+    buffered: each('buffered'),
+  };
+}

@@ -1,0 +1,43 @@
+// Everything a route needs at run time, built once at start-up from its config.
+import type { Config, RouteConfig } from '../config/schema.ts';
+import { RouteDecoder } from '../avro/decoder.ts';
+import { LocalSchemas, RegistryClient, type WriterSchemas } from '../avro/registry.ts';
+import { loadSchemaFile } from '../avro/types.ts';
+import { buildColumnPlan, quoteIdent, quoteQualified, type ColumnPlan } from '../sink/columns.ts';
+
+export interface RouteRuntime {
+  config: RouteConfig;
+  decoder: RouteDecoder;
+  plan: ColumnPlan;
+  /** Quoted, qualified table name. */
+  table: string;
+  columnList: string;
+}
+
+export function buildRoutes(config: Config): Map<string, RouteRuntime> {
+  const registry = config.schemaRegistry
+    ? new RegistryClient({
+        url: config.schemaRegistry.url,
+        username: config.schemaRegistry.username,
+        password: config.schemaRegistry.password,
+        timeoutMs: config.schemaRegistry.timeoutMs,
+      })
+    : undefined;
+  const routes = new Map<string, RouteRuntime>();
+  for (const route of config.routes) {
+    const reader = loadSchemaFile(route.schema);
+    const hasIds = Object.keys(route.schemaIds).length > 0;
+    // Offline: ids listed in schemaIds come from files; with neither a registry nor a map,
+    // every writer id is taken to be the reader schema itself.
+    const writers: WriterSchemas = registry && !hasIds ? registry : new LocalSchemas(route.schemaIds, hasIds ? undefined : reader);
+    const plan = buildColumnPlan(reader, route);
+    routes.set(route.topic, {
+      config: route,
+      decoder: new RouteDecoder(reader, writers),
+      plan,
+      table: quoteQualified(route.table),
+      columnList: plan.columns.map(quoteIdent).join(', '),
+    });
+  }
+  return routes;
+}

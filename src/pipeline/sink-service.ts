@@ -1,0 +1,570 @@
+// The pipeline: Kafka batches → per-partition buffers → flush transactions → Kafka commits.
+//
+// Invariants kept here (../shared/DESIGN.md):
+// - No loss: a partition's Kafka offset is committed only after the Postgres transaction
+//   that wrote (or dead-lettered) every record before it has committed.
+// - No duplicates: each flush goes through the Postgres fence (src/sink/flush.ts); records
+//   below the fence are dropped when fetched and again inside the transaction.
+// - Bounded memory: bytes count from buffering until the flush commits; partitions pause
+//   above their limit (or all of them above the total) and resume below the low-water mark.
+// - Order: one flush in flight per partition; batches are taken in offset order.
+// - Outage is not poison: a failing flush puts its batch back, pauses the partition and
+//   retries with capped, jittered backoff.
+import type pg from 'pg';
+import { Backpressure } from '../batch/backpressure.ts';
+import { PartitionBuffer, type Batch, type FlushReason } from '../batch/partition-buffer.ts';
+import type { Config } from '../config/schema.ts';
+import type { FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
+import { assertRecordValue } from '../sink/columns.ts';
+import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
+import { flushBatch, readFences, type Entry } from '../sink/flush.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { backoffDelay } from '../util/backoff.ts';
+import type { Clock } from '../util/clock.ts';
+import { errorMessage, PgsinkError, RecordError } from '../util/errors.ts';
+import type { SinkObserver } from './observer.ts';
+import type { RouteRuntime } from './routes.ts';
+
+/** Per-record overhead on top of its bytes: the entry object, offsets, strings' headers. */
+const ENTRY_OVERHEAD = 96;
+
+interface PartitionState {
+  readonly key: string;
+  readonly tp: TopicPartition;
+  readonly route: RouteRuntime;
+  readonly buffer: PartitionBuffer<Entry>;
+  /** Bumped on every group join: work of an older epoch must not touch this one's state. */
+  epoch: number;
+  assigned: boolean;
+  fence: Promise<number> | undefined;
+  inFlight: Promise<void> | undefined;
+  /** Bytes of the batch in flight, released when it commits or its epoch ends. */
+  inFlightBytes: number;
+  /** Consecutive failures of the sink (flush) or the decoder (registry) for backoff. */
+  attempts: number;
+  /** While set, the partition stays paused and does not flush before this time. */
+  holdUntil: number | undefined;
+  holdReason: string | undefined;
+  highWatermark: number;
+  lastCommitted: number | undefined;
+}
+
+export interface SinkServiceDeps {
+  config: Config;
+  routes: Map<string, RouteRuntime>;
+  source: KafkaSource;
+  pool: pg.Pool;
+  clock: Clock;
+  logger: Logger;
+  observer: SinkObserver;
+  random?: () => number;
+}
+
+export type ServiceState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+export class SinkService {
+  private readonly states = new Map<string, PartitionState>();
+  private readonly bp: Backpressure;
+  private readonly tables: SinkTables;
+  private readonly kafkaPaused = new Set<string>();
+  private readonly waiting = new Set<PartitionState>();
+  private readonly activeClients = new Set<pg.PoolClient>();
+  private activeFlushes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+  private draining = false;
+  private stopPromise: Promise<void> | undefined;
+  private joined = false;
+  private fatalError: Error | undefined;
+  private idleWaiters: Array<() => void> = [];
+  state: ServiceState = 'new';
+
+  private readonly d: SinkServiceDeps;
+
+  constructor(d: SinkServiceDeps) {
+    this.d = d;
+    this.bp = new Backpressure(d.config.backpressure);
+    this.tables = sinkTables(d.config.postgres.schema);
+  }
+
+  /** Joined the group at least once and not stopping. */
+  get ready(): boolean {
+    return this.joined && this.state === 'running';
+  }
+
+  get failure(): Error | undefined {
+    return this.fatalError;
+  }
+
+  /** Creates pgsink's tables, checks the targets, joins the group and starts consuming. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`start() called in state ${this.state}`);
+    this.state = 'starting';
+    const client = await this.d.pool.connect();
+    try {
+      await ensureSinkTables(client, this.tables);
+      for (const route of this.d.routes.values()) {
+        await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic);
+      }
+    } finally {
+      client.release();
+    }
+    this.state = 'running';
+    await this.d.source.start({
+      onAssignment: (tps) => this.onAssignment(tps),
+      onBatch: (b) => this.onBatch(b),
+      onFatal: (err) => this.onFatal(err),
+    });
+  }
+
+  private onFatal(err: Error): void {
+    this.d.logger.error({ err }, 'kafka consumer failed and will not restart');
+    this.fatalError = err;
+    this.state = 'failed';
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  // ---------------------------------------------------------------- assignment
+
+  private onAssignment(assigned: TopicPartition[]): void {
+    this.joined = true;
+    const next = new Set(assigned.map((tp) => `${tp.topic}:${tp.partition}`));
+    // Eager rebalance: kafkajs has reset every fetch position to the committed offset, so
+    // whatever is buffered will be fetched again. Drop it all and start a new epoch.
+    for (const st of this.states.values()) {
+      st.epoch++;
+      st.buffer.clear();
+      st.inFlightBytes = 0;
+      st.fence = undefined;
+      st.assigned = next.has(st.key);
+      st.holdUntil = undefined;
+      st.attempts = 0;
+      this.bp.forget(st.key);
+      this.waiting.delete(st);
+    }
+    for (const tp of assigned) {
+      const key = `${tp.topic}:${tp.partition}`;
+      if (this.states.has(key)) continue;
+      const route = this.d.routes.get(tp.topic);
+      if (!route) continue;
+      this.states.set(key, {
+        key,
+        tp,
+        route,
+        buffer: new PartitionBuffer<Entry>(this.d.config.batch),
+        epoch: 0,
+        assigned: true,
+        fence: undefined,
+        inFlight: undefined,
+        inFlightBytes: 0,
+        attempts: 0,
+        holdUntil: undefined,
+        holdReason: undefined,
+        highWatermark: 0,
+        lastCommitted: undefined,
+      });
+    }
+    // Fences for the whole assignment in one query; each partition awaits its own.
+    const fences = this.loadFences();
+    for (const st of this.states.values()) {
+      if (st.assigned) st.fence = fences.then((m) => m.get(st.key) ?? 0);
+    }
+    // Partitions that kafkajs still holds paused from before the rebalance resume unless
+    // they are still over a limit.
+    const resume = [...this.kafkaPaused].filter((k) => next.has(k));
+    this.kafkaPaused.clear();
+    this.d.source.resume(resume.map((k) => this.states.get(k)!.tp));
+    this.d.observer.rebalanced(assigned.length);
+    this.d.logger.info({ partitions: [...next] }, 'partitions assigned');
+    this.applyBackpressure();
+  }
+
+  private async loadFences(): Promise<Map<string, number>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const client = await this.d.pool.connect();
+        try {
+          return await readFences(client, this.tables, this.d.config.kafka.groupId);
+        } finally {
+          client.release();
+        }
+      } catch (err) {
+        if (this.state !== 'running') return new Map();
+        const delay = backoffDelay(attempt, this.d.config.retry, this.d.random);
+        this.d.logger.warn({ err: errorMessage(err), retryInMs: delay }, 'cannot read offset fences; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- ingest
+
+  private async onBatch(batch: FetchedBatch): Promise<void> {
+    const key = `${batch.topic}:${batch.partition}`;
+    const st = this.states.get(key);
+    if (!st || !st.assigned || this.state !== 'running' || batch.isStale()) return;
+    // Paused after this batch was fetched: leave it unresolved, it is fetched again on resume.
+    if (this.kafkaPaused.has(key)) return;
+    if (batch.messages.length === 0) return;
+    const epoch = st.epoch;
+    st.highWatermark = Number(batch.highWatermark);
+    const fence = await st.fence!;
+    if (epoch !== st.epoch || this.state !== 'running') return;
+
+    const msgs = batch.messages;
+    const lastOffset = Number(msgs[msgs.length - 1]!.offset);
+    if (lastOffset < fence) {
+      // Everything here is already in Postgres (an earlier owner wrote it): skip ahead.
+      this.d.source.seek(st.tp, fence);
+      return;
+    }
+    try {
+      await st.route.decoder.prepare(msgs.map((m) => m.value));
+    } catch (err) {
+      this.hold(st, err as Error, 'schema registry');
+      return;
+    }
+    if (epoch !== st.epoch || this.state !== 'running') return;
+
+    let entries: Array<[Entry, number]>;
+    try {
+      entries = this.decodeAll(st, msgs, fence);
+    } catch (err) {
+      this.hold(st, err as Error, 'decode');
+      return;
+    }
+    const now = this.d.clock.now();
+    let bytes = 0;
+    for (const [entry, size] of entries) {
+      st.buffer.push(entry, size, now);
+      bytes += size;
+    }
+    this.bp.add(key, bytes);
+    batch.resolveOffset(msgs[msgs.length - 1]!.offset);
+    st.attempts = 0;
+    this.d.observer.recordsConsumed(st.tp.topic, st.tp.partition, entries.length);
+    this.d.observer.lag(st.tp.topic, st.tp.partition, Math.max(0, st.highWatermark - (st.lastCommitted ?? fence)));
+    this.applyBackpressure();
+    this.maybeFlush(st);
+    this.armTimer(st.buffer.deadline());
+  }
+
+  /** Decodes and encodes a fetched batch; records that cannot be written become dead letters. */
+  private decodeAll(st: PartitionState, msgs: FetchedBatch['messages'], fence: number): Array<[Entry, number]> {
+    const { decoder, plan } = st.route;
+    const meta = { topic: st.tp.topic, partition: st.tp.partition, offset: 0, timestamp: '0', key: null as Buffer | null };
+    const out: Array<[Entry, number]> = [];
+    for (const m of msgs) {
+      const offset = Number(m.offset);
+      if (offset < fence) continue;
+      const src = { key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp };
+      const rawBytes = (m.value?.length ?? 0) + (m.key?.length ?? 0);
+      let entry: Entry;
+      if (m.value === null) {
+        entry = {
+          offset,
+          line: null,
+          src,
+          failure: { source: 'kafka', code: 'TOMBSTONE', message: 'record has a null value (tombstone) and the route does not delete on tombstones' },
+        };
+      } else {
+        try {
+          meta.offset = offset;
+          meta.timestamp = m.timestamp;
+          meta.key = m.key;
+          entry = { offset, line: plan.encode(assertRecordValue(decoder.decode(m.value)), meta), src };
+        } catch (err) {
+          if (err instanceof PgsinkError && err.retriable) throw err;
+          const e = err instanceof RecordError ? err : new RecordError('internal', 'ENCODE_FAILED', errorMessage(err), err);
+          if (!(err instanceof RecordError)) this.d.logger.error({ err, offset, ...st.tp }, 'unexpected error encoding a record');
+          entry = { offset, line: null, src, failure: { source: e.source, code: e.code, message: e.message } };
+        }
+      }
+      out.push([entry, ENTRY_OVERHEAD + rawBytes + (entry.line?.length ?? 0)]);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- flushing
+
+  private maybeFlush(st: PartitionState): void {
+    if (st.inFlight || !st.assigned) return;
+    const now = this.d.clock.now();
+    if (st.holdUntil !== undefined && now < st.holdUntil) return;
+    let reason: FlushReason | null = st.buffer.flushReason(now);
+    if (!reason && this.draining && st.buffer.rows > 0) reason = 'drain';
+    if (!reason) return;
+    if (this.activeFlushes >= this.d.config.backpressure.maxConcurrentFlushes) {
+      this.waiting.add(st);
+      return;
+    }
+    this.waiting.delete(st);
+    const batch = st.buffer.take(reason);
+    this.activeFlushes++;
+    st.inFlightBytes = batch.bytes;
+    st.inFlight = this.runFlush(st, batch, st.epoch).finally(() => {
+      this.activeFlushes--;
+      st.inFlight = undefined;
+      this.afterFlush(st);
+    });
+  }
+
+  private async runFlush(st: PartitionState, batch: Batch<Entry>, epoch: number): Promise<void> {
+    const started = this.d.clock.now();
+    const entries = batch.entries;
+    const target = {
+      groupId: this.d.config.kafka.groupId,
+      topic: st.tp.topic,
+      partition: st.tp.partition,
+      table: st.route.table,
+      columnList: st.route.columnList,
+      tables: this.tables,
+    };
+    let client: pg.PoolClient | undefined;
+    try {
+      client = await this.d.pool.connect();
+      this.activeClients.add(client);
+      const outcome = await flushBatch(client, target, entries);
+      this.activeClients.delete(client);
+      client.release();
+      client = undefined;
+      this.d.observer.flushed({
+        topic: st.tp.topic,
+        partition: st.tp.partition,
+        firstOffset: entries[0]!.offset,
+        lastOffset: entries[entries.length - 1]!.offset,
+        rows: entries.length,
+        bytes: batch.bytes,
+        reason: batch.reason,
+        durationMs: this.d.clock.now() - started,
+        outcome,
+      });
+      if (epoch !== st.epoch) return;
+      this.bp.add(st.key, -batch.bytes);
+      st.inFlightBytes = 0;
+      st.attempts = 0;
+      if (st.holdUntil !== undefined) {
+        this.d.logger.info({ ...st.tp }, 'sink recovered; partition resumes');
+        st.holdUntil = undefined;
+        st.holdReason = undefined;
+      }
+      if (st.assigned) await this.commit(st, outcome.nextOffset);
+    } catch (err) {
+      if (client) {
+        this.activeClients.delete(client);
+        // A failed transaction may have left the connection in any state: never reuse it.
+        client.release(true);
+      }
+      const e = err instanceof Error ? err : new Error(String(err));
+      if (epoch !== st.epoch) return;
+      st.buffer.requeue(batch);
+      st.inFlightBytes = 0;
+      this.hold(st, e, 'flush');
+    }
+  }
+
+  private async commit(st: PartitionState, offset: number): Promise<void> {
+    const t0 = this.d.clock.now();
+    try {
+      await this.d.source.commit(st.tp, offset);
+      st.lastCommitted = offset;
+      this.d.observer.committed(st.tp.topic, st.tp.partition, offset, this.d.clock.now() - t0);
+      this.d.observer.lag(st.tp.topic, st.tp.partition, Math.max(0, st.highWatermark - offset));
+    } catch (err) {
+      // Postgres holds the truth (the fence); the Kafka commit is a progress hint for lag
+      // tools and the next assignment. A failed one costs at most a re-read that the fence drops.
+      this.d.logger.warn({ err: errorMessage(err), ...st.tp, offset }, 'kafka offset commit failed (rows are safe in Postgres)');
+    }
+  }
+
+  /** Keeps a partition paused and retries after a capped, jittered backoff. */
+  private hold(st: PartitionState, err: Error, what: string): void {
+    const delay = backoffDelay(st.attempts, this.d.config.retry, this.d.random);
+    st.attempts++;
+    st.holdUntil = this.d.clock.now() + delay;
+    st.holdReason = what;
+    this.d.observer.flushFailed(st.tp.topic, st.tp.partition, err, st.attempts);
+    const code = err instanceof PgsinkError ? err.code : (err as { code?: string }).code;
+    this.d.logger.warn(
+      { ...st.tp, attempt: st.attempts, retryInMs: delay, code, err: errorMessage(err) },
+      `${what} failed; partition paused, retrying`,
+    );
+    this.applyBackpressure();
+    this.armTimer(st.holdUntil);
+  }
+
+  private afterFlush(st: PartitionState): void {
+    this.applyBackpressure();
+    this.maybeFlush(st);
+    for (const w of [...this.waiting]) {
+      if (this.activeFlushes >= this.d.config.backpressure.maxConcurrentFlushes) break;
+      this.maybeFlush(w);
+    }
+    this.armTimer(st.buffer.deadline());
+    if (this.isIdle()) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  // ---------------------------------------------------------------- timers & backpressure
+
+  private armTimer(at: number | undefined): void {
+    if (at === undefined || this.state === 'stopped') return;
+    if (at >= this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(0, at - this.d.clock.now()));
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = this.d.clock.now();
+    let next = Infinity;
+    for (const st of this.states.values()) {
+      if (!st.assigned) continue;
+      if (st.holdUntil !== undefined && now >= st.holdUntil && st.holdReason !== 'flush') {
+        // A decode/registry hold ends by time: resume and let kafkajs fetch the batch again.
+        st.holdUntil = undefined;
+        st.holdReason = undefined;
+      }
+      this.maybeFlush(st);
+      // In flight or waiting for a slot: afterFlush re-arms the timer for it.
+      if (st.inFlight || this.waiting.has(st)) continue;
+      if (st.holdUntil !== undefined) {
+        if (st.holdUntil > now) next = Math.min(next, st.holdUntil);
+        continue;
+      }
+      const d = st.buffer.deadline();
+      if (d !== undefined) next = Math.min(next, d);
+    }
+    this.applyBackpressure();
+    if (next !== Infinity) this.armTimer(Math.max(next, now + 1));
+  }
+
+  private applyBackpressure(): void {
+    const assigned: string[] = [];
+    const held = new Set<string>();
+    for (const st of this.states.values()) {
+      if (!st.assigned) continue;
+      assigned.push(st.key);
+      if (st.holdUntil !== undefined) held.add(st.key);
+    }
+    const { pause, resume } = this.bp.evaluate(assigned, held);
+    const toPause = pause.filter((k) => !this.kafkaPaused.has(k) && this.state === 'running');
+    const toResume = resume.filter((k) => this.kafkaPaused.has(k) && this.state === 'running');
+    for (const k of toPause) {
+      this.kafkaPaused.add(k);
+      const st = this.states.get(k)!;
+      this.d.observer.paused(st.tp.topic, st.tp.partition, held.has(k) ? (st.holdReason ?? 'hold') : 'buffer full');
+    }
+    for (const k of toResume) {
+      this.kafkaPaused.delete(k);
+      const st = this.states.get(k)!;
+      this.d.observer.resumed(st.tp.topic, st.tp.partition);
+    }
+    this.d.source.pause(toPause.map((k) => this.states.get(k)!.tp));
+    this.d.source.resume(toResume.map((k) => this.states.get(k)!.tp));
+    this.d.observer.buffered(this.bp.totalBytes);
+  }
+
+  // ---------------------------------------------------------------- status & shutdown
+
+  private isIdle(): boolean {
+    for (const st of this.states.values()) {
+      if (st.inFlight) return false;
+      if (st.assigned && st.buffer.rows > 0) return false;
+    }
+    return true;
+  }
+
+  /** Buffered bytes now (in flight included): what backpressure limits. */
+  get bufferedBytes(): number {
+    return this.bp.totalBytes;
+  }
+
+  get pausedPartitions(): string[] {
+    return [...this.kafkaPaused];
+  }
+
+  /**
+   * Stops within `deadlineMs`: stop fetching, flush what is buffered, commit, leave the
+   * group, close the pool. Past the deadline, in-flight transactions are abandoned (their
+   * connections closed, so Postgres rolls them back) and the records are fetched again by
+   * the next owner. Idempotent; every step runs even when an earlier one fails.
+   */
+  stop(deadlineMs = this.d.config.shutdown.deadlineMs): Promise<void> {
+    this.stopPromise ??= this.doStop(deadlineMs);
+    return this.stopPromise;
+  }
+
+  private async doStop(deadlineMs: number): Promise<void> {
+    const deadline = this.d.clock.now() + deadlineMs;
+    const wasRunning = this.state === 'running';
+    this.state = 'stopping';
+    const errors: unknown[] = [];
+    const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(err);
+        this.d.logger.warn({ err: errorMessage(err) }, `shutdown step '${name}' failed`);
+      }
+    };
+
+    if (wasRunning) {
+      // Stop fetching: every assigned partition is paused; batches already fetched are ignored.
+      this.d.source.pause([...this.states.values()].filter((s) => s.assigned).map((s) => s.tp));
+      this.draining = true;
+      for (const st of this.states.values()) {
+        if (st.holdUntil !== undefined && st.holdReason !== 'flush') st.holdUntil = undefined;
+        this.maybeFlush(st);
+      }
+      // Drain in the remaining time, leaving a share for leaving the group and closing.
+      const drainBy = deadline - Math.min(5_000, deadlineMs * 0.2);
+      await step('drain', () => this.waitIdle(drainBy));
+      if (!this.isIdle()) {
+        const left = [...this.states.values()].reduce((n, s) => n + s.buffer.rows, 0);
+        this.d.logger.warn({ bufferedRecords: left }, 'shutdown deadline reached; abandoning unflushed records (they will be re-read)');
+        for (const c of this.activeClients) {
+          (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+        }
+      }
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await step('leave group', () => withTimeout(this.d.source.stop(), Math.max(1_000, deadline - this.d.clock.now()), 'leaving the group'));
+    await step('close pool', () => withTimeout(this.d.pool.end(), 5_000, 'closing the Postgres pool'));
+    this.state = 'stopped';
+    this.d.logger.info({ errors: errors.length }, 'stopped');
+  }
+
+  /** Resolves when nothing is buffered or in flight, or at `by` (a clock time). */
+  private async waitIdle(by: number): Promise<void> {
+    while (!this.isIdle() && this.d.clock.now() < by && !this.fatalError) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(100, Math.max(1, by - this.d.clock.now())));
+        this.idleWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      // Held partitions retry on their own timer; nudge ones whose hold has expired.
+      for (const st of this.states.values()) this.maybeFlush(st);
+    }
+  }
+}
+
+function withTimeout(p: Promise<void>, ms: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    p.then(
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      (err: unknown) => {
+        clearTimeout(t);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}

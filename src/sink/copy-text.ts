@@ -1,0 +1,143 @@
+// Pure encoders for PostgreSQL's COPY text format. A row is fields joined by TAB and ended
+// by LF; NULL is \N; backslash, TAB, LF and CR inside a field are backslash-escaped.
+// Text (not binary) COPY: Postgres parses each value against the target column's own type,
+// so a route works with int4 or int8, numeric or text columns alike, and the encoder is a
+// few string operations per field (see the README's performance section for the measure).
+import { RecordError } from '../util/errors.ts';
+
+export const NULL_FIELD = '\\N';
+
+const NEEDS_ESCAPE = /[\\\t\n\r\0]/;
+
+export function escapeText(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return s;
+  if (s.includes('\0')) {
+    throw new RecordError('internal', 'NUL_IN_STRING', 'string contains a NUL (U+0000) character, which PostgreSQL text cannot store');
+  }
+  return s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
+}
+
+/** bytea in hex form; the leading backslash is itself escaped for COPY. */
+export function byteaField(buf: Uint8Array): string {
+  return `\\\\x${Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('hex')}`;
+}
+
+export function floatField(n: number): string {
+  if (Number.isNaN(n)) return 'NaN';
+  if (n === Infinity) return 'Infinity';
+  if (n === -Infinity) return '-Infinity';
+  if (n === 0 && 1 / n < 0) return '-0';
+  return String(n);
+}
+
+const pad = (n: number | bigint, width: number): string => String(n).padStart(width, '0');
+
+const DAY_MS = 86_400_000n;
+
+/** Proleptic Gregorian civil date from days since 1970-01-01 (H. Hinnant's algorithm). */
+function civilFromDays(days: bigint): { y: bigint; m: number; d: number } {
+  const z = days + 719468n;
+  const era = (z >= 0n ? z : z - 146096n) / 146097n;
+  const doe = z - era * 146097n;
+  const yoe = (doe - doe / 1460n + doe / 36524n - doe / 146096n) / 365n;
+  const doy = doe - (365n * yoe + yoe / 4n - yoe / 100n);
+  const mp = (5n * doy + 2n) / 153n;
+  const d = Number(doy - (153n * mp + 2n) / 5n + 1n);
+  const m = Number(mp < 10n ? mp + 3n : mp - 9n);
+  const y = yoe + era * 400n + (m <= 2 ? 1n : 0n);
+  return { y, m, d };
+}
+
+/** 'YYYY-MM-DD' or 'YYYY-MM-DD BC' (Postgres has no year 0: year 0 is 1 BC). */
+export function formatDate(days: bigint): string {
+  const { y, m, d } = civilFromDays(days);
+  if (y <= 0n) return `${pad(1n - y, 4)}-${pad(m, 2)}-${pad(d, 2)} BC`;
+  return `${pad(y, 4)}-${pad(m, 2)}-${pad(d, 2)}`;
+}
+
+const floorDiv = (a: bigint, b: bigint): bigint => {
+  const q = a / b;
+  return a % b !== 0n && a < 0n !== b < 0n ? q - 1n : q;
+};
+
+/**
+ * A timestamp from an integer count of `unitsPerSecond` since the epoch, exact to the unit:
+ * 'YYYY-MM-DD HH:MM:SS.ffffff' (+ '+00' when `utc`), with ' BC' for years before 1.
+ */
+export function formatTimestamp(value: bigint, unitsPerSecond: 1000n | 1000000n, utc: boolean): string {
+  const unitsPerDay = DAY_MS * (unitsPerSecond / 1000n);
+  const days = floorDiv(value, unitsPerDay);
+  let rest = value - days * unitsPerDay;
+  const fracDigits = unitsPerSecond === 1000n ? 3 : 6;
+  const frac = rest % unitsPerSecond;
+  rest /= unitsPerSecond;
+  const hh = rest / 3600n;
+  const mm = (rest % 3600n) / 60n;
+  const ss = rest % 60n;
+  const { y, m, d } = civilFromDays(days);
+  const bc = y <= 0n;
+  const year = bc ? 1n - y : y;
+  const tz = utc ? '+00' : '';
+  return `${pad(year, 4)}-${pad(m, 2)}-${pad(d, 2)} ${pad(hh, 2)}:${pad(mm, 2)}:${pad(ss, 2)}.${pad(frac, fracDigits)}${tz}${bc ? ' BC' : ''}`;
+}
+
+/** Time of day from an integer count of units since midnight. */
+export function formatTime(value: bigint, unitsPerSecond: 1000n | 1000000n): string {
+  const fracDigits = unitsPerSecond === 1000n ? 3 : 6;
+  const frac = value % unitsPerSecond;
+  const secs = value / unitsPerSecond;
+  return `${pad(secs / 3600n, 2)}:${pad((secs % 3600n) / 60n, 2)}:${pad(secs % 60n, 2)}.${pad(frac, fracDigits)}`;
+}
+
+/** Avro decimal: big-endian two's complement unscaled integer, then the scale. */
+export function formatDecimal(bytes: Uint8Array, scale: number): string {
+  if (bytes.length === 0) return '0';
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  if (bytes[0]! & 0x80) n -= 1n << BigInt(bytes.length * 8);
+  const negative = n < 0n;
+  let digits = (negative ? -n : n).toString();
+  if (scale > 0) {
+    digits = digits.padStart(scale + 1, '0');
+    digits = `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+  }
+  return negative ? `-${digits}` : digits;
+}
+
+/** JSON text with exact longs (BigInt as digits) and bytes as "\\x..." hex strings. */
+export function toJson(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  switch (typeof value) {
+    case 'bigint':
+      return value.toString();
+    case 'number':
+      // JSON has no NaN/Infinity; keep them as strings rather than silently writing null.
+      return Number.isFinite(value) ? String(value) : JSON.stringify(String(value));
+    case 'string':
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'object': {
+      if (Buffer.isBuffer(value)) return JSON.stringify(`\\x${value.toString('hex')}`);
+      if (Array.isArray(value)) return `[${value.map(toJson).join(',')}]`;
+      if (value instanceof Map) {
+        return `{${[...value].map(([k, v]) => `${JSON.stringify(String(k))}:${toJson(v)}`).join(',')}}`;
+      }
+      const entries = Object.entries(value as Record<string, unknown>);
+      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${toJson(v)}`).join(',')}}`;
+    }
+    default:
+      throw new RecordError('internal', 'UNSUPPORTED_VALUE', `cannot encode a ${typeof value} as JSON`);
+  }
+}
+
+/** Postgres array literal ('{"a","b",NULL}') from element texts (null → NULL). */
+export function arrayLiteral(elements: ReadonlyArray<string | null>): string {
+  let out = '{';
+  for (let i = 0; i < elements.length; i++) {
+    if (i > 0) out += ',';
+    const e = elements[i];
+    out += e === null || e === undefined ? 'NULL' : `"${e.replace(/[\\"]/g, '\\$&')}"`;
+  }
+  return `${out}}`;
+}

@@ -1,0 +1,88 @@
+// pgsink's own tables: the offset fence and the dead letters. Created at start-up under an
+// advisory lock, so several consumers starting together do not race on CREATE.
+import type pg from 'pg';
+import { ConfigError } from '../util/errors.ts';
+import { quoteIdent, quoteQualified } from './columns.ts';
+
+export interface SinkTables {
+  schema: string;
+  fence: string;
+  deadLetters: string;
+}
+
+export function sinkTables(schema: string): SinkTables {
+  const s = quoteIdent(schema);
+  return { schema: s, fence: `${s}."offsets"`, deadLetters: `${s}."dead_letters"` };
+}
+
+export async function ensureSinkTables(client: pg.ClientBase, t: SinkTables): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext('pgsink.ddl'))`);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${t.schema}`);
+    await client.query(`CREATE TABLE IF NOT EXISTS ${t.fence} (
+      group_id    text        NOT NULL,
+      topic       text        NOT NULL,
+      partition   integer     NOT NULL,
+      next_offset bigint      NOT NULL,
+      updated_at  timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (group_id, topic, partition)
+    )`);
+    await client.query(`CREATE TABLE IF NOT EXISTS ${t.deadLetters} (
+      id            bigserial   PRIMARY KEY,
+      group_id      text        NOT NULL,
+      topic         text        NOT NULL,
+      partition     integer     NOT NULL,
+      "offset"      bigint      NOT NULL,
+      key           bytea,
+      value         bytea,
+      headers       jsonb,
+      error_source  text        NOT NULL,
+      error_code    text        NOT NULL,
+      error_message text        NOT NULL,
+      failed_at     timestamptz NOT NULL DEFAULT now()
+    )`);
+    await client.query(
+      `CREATE INDEX IF NOT EXISTS dead_letters_tpo ON ${t.deadLetters} (topic, partition, "offset")`,
+    );
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Fails start-up when the target table or one of the mapped columns does not exist. */
+export async function assertTargetTable(
+  client: pg.ClientBase,
+  table: string,
+  columns: readonly string[],
+  topic: string,
+): Promise<void> {
+  const [schema, name] = table.includes('.') ? table.split('.', 2) : [undefined, table];
+  const { rows } = await client.query<{ column_name: string }>(
+    `SELECT a.attname AS column_name
+       FROM pg_attribute a
+      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+    [quoteQualified(schema ? `${schema}.${name}` : name!)],
+  );
+  if (rows.length === 0) {
+    throw new ConfigError(
+      `route ${topic}: table ${table} does not exist (or has no columns). Create it with the columns ${columns.join(', ')}.`,
+    );
+  }
+  const have = new Set(rows.map((r) => r.column_name));
+  const missing = columns.filter((c) => !have.has(c));
+  if (missing.length) {
+    throw new ConfigError(
+      `route ${topic}: table ${table} has no column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (it has ${[...have].join(', ')}). ` +
+        'Add them, map the fields elsewhere with routes[].columns, or drop them with routes[].exclude.',
+    );
+  }
+}
+
+/** The CREATE TABLE a route's column plan needs (used by `pgsink schema plan` and the demo). */
+export function createTableSql(table: string, columns: readonly string[], pgTypes: readonly string[]): string {
+  const cols = columns.map((c, i) => `  ${quoteIdent(c)} ${pgTypes[i]}`).join(',\n');
+  return `CREATE TABLE IF NOT EXISTS ${quoteQualified(table)} (\n${cols}\n)`;
+}

@@ -1,0 +1,238 @@
+// The flush transaction: one partition's batch, exactly once.
+//
+//   BEGIN
+//   lock the fence row (group, topic, partition) → next offset to write
+//   drop entries below the fence (an earlier owner already wrote them)
+//   COPY the rows; on a data error, isolate the bad rows under savepoints
+//   insert the dead letters
+//   advance the fence to last offset + 1
+//   COMMIT
+//
+// The row lock serializes two owners of one partition (a rebalance zombie and the new
+// owner): whoever commits second sees the advanced fence and writes nothing twice.
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { IHeaders } from 'kafkajs';
+import type { SinkTables } from './ddl.ts';
+import { classifyPgError, copyLineOf, describePgError, sinkError, sqlstateOf } from './pg-errors.ts';
+
+export interface SourceRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: IHeaders | undefined;
+  timestamp: string;
+}
+
+export interface Failure {
+  source: string;
+  code: string;
+  message: string;
+}
+
+/** One buffered record: its COPY line, or the reason it cannot be written. */
+export interface Entry {
+  offset: number;
+  line: string | null;
+  src: SourceRecord;
+  failure?: Failure;
+}
+
+export interface FlushTarget {
+  groupId: string;
+  topic: string;
+  partition: number;
+  /** Quoted, qualified target table. */
+  table: string;
+  /** Quoted column list for COPY. */
+  columnList: string;
+  tables: SinkTables;
+}
+
+export interface FlushOutcome {
+  /** The offset to commit to Kafka: the fence after this transaction. */
+  nextOffset: number;
+  rowsWritten: number;
+  deadLettered: number;
+  skippedBelowFence: number;
+  isolated: boolean;
+}
+
+const CHUNK_CHARS = 256 * 1024;
+
+function* copyChunks(rows: readonly Entry[]): Generator<Buffer> {
+  let parts: string[] = [];
+  let size = 0;
+  for (const r of rows) {
+    parts.push(r.line!);
+    size += r.line!.length;
+    if (size >= CHUNK_CHARS) {
+      yield Buffer.from(parts.join(''));
+      parts = [];
+      size = 0;
+    }
+  }
+  if (parts.length) yield Buffer.from(parts.join(''));
+}
+
+async function copyRows(client: pg.ClientBase, target: FlushTarget, rows: readonly Entry[]): Promise<void> {
+  if (rows.length === 0) return;
+  const stream = client.query(copyFrom(`COPY ${target.table} (${target.columnList}) FROM STDIN`));
+  await pipeline(Readable.from(copyChunks(rows)), stream);
+}
+
+async function lockFence(client: pg.ClientBase, t: FlushTarget): Promise<number> {
+  // Upsert-as-lock: creates the row on first use and locks it either way, in one round trip.
+  const { rows } = await client.query<{ next_offset: string }>(
+    `INSERT INTO ${t.tables.fence} AS f (group_id, topic, partition, next_offset)
+     VALUES ($1, $2, $3, 0)
+     ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = f.next_offset
+     RETURNING next_offset`,
+    [t.groupId, t.topic, t.partition],
+  );
+  return Number(rows[0]!.next_offset);
+}
+
+function pgFailure(err: unknown): Failure {
+  return { source: 'postgres', code: sqlstateOf(err) ?? 'UNKNOWN', message: describePgError(err) };
+}
+
+/** COPYs rows under savepoints, splitting on data errors; returns the rows Postgres rejects. */
+async function isolateRows(client: pg.ClientBase, t: FlushTarget, rows: Entry[]): Promise<Entry[]> {
+  if (rows.length === 0) return [];
+  await client.query('SAVEPOINT pgsink_isolate');
+  try {
+    await copyRows(client, t, rows);
+    await client.query('RELEASE SAVEPOINT pgsink_isolate');
+    return [];
+  } catch (err) {
+    if (classifyPgError(err) !== 'data') throw err;
+    await client.query('ROLLBACK TO SAVEPOINT pgsink_isolate');
+    await client.query('RELEASE SAVEPOINT pgsink_isolate');
+    if (rows.length === 1) return [{ ...rows[0]!, line: null, failure: pgFailure(err) }];
+    // Postgres names the failing line of the COPY input: the rows before it are good.
+    const line = copyLineOf(err);
+    if (line !== undefined && line >= 1 && line <= rows.length) {
+      return [
+        ...(await isolateRows(client, t, rows.slice(0, line - 1))),
+        ...(await isolateRows(client, t, [rows[line - 1]!])),
+        ...(await isolateRows(client, t, rows.slice(line))),
+      ];
+    }
+    const mid = rows.length >> 1;
+    return [...(await isolateRows(client, t, rows.slice(0, mid))), ...(await isolateRows(client, t, rows.slice(mid)))];
+  }
+}
+
+function headersJson(headers: IHeaders | undefined): string | null {
+  if (!headers) return null;
+  const out: Record<string, string | string[] | null> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined) continue;
+    out[k] = Array.isArray(v) ? v.map((x) => x.toString()) : v.toString();
+  }
+  return JSON.stringify(out).replace(/\\u0000/g, '\\\\u0000');
+}
+
+async function insertDeadLetters(client: pg.ClientBase, t: FlushTarget, dead: readonly Entry[]): Promise<void> {
+  const CHUNK = 500;
+  for (let i = 0; i < dead.length; i += CHUNK) {
+    const part = dead.slice(i, i + CHUNK);
+    const params: unknown[] = [];
+    const tuples = part.map((e) => {
+      const f = e.failure!;
+      const base = params.length;
+      params.push(
+        t.groupId,
+        t.topic,
+        t.partition,
+        e.offset,
+        e.src.key,
+        e.src.value,
+        headersJson(e.src.headers),
+        f.source,
+        f.code,
+        f.message.replace(/\0/g, '\\0'),
+      );
+      return `(${Array.from({ length: 10 }, (_, j) => `$${base + j + 1}`).join(',')})`;
+    });
+    await client.query(
+      `INSERT INTO ${t.tables.deadLetters}
+        (group_id, topic, partition, "offset", key, value, headers, error_source, error_code, error_message)
+       VALUES ${tuples.join(',')}`,
+      params,
+    );
+  }
+}
+
+async function attempt(client: pg.ClientBase, t: FlushTarget, entries: readonly Entry[], isolate: boolean): Promise<FlushOutcome> {
+  const last = entries[entries.length - 1]!.offset;
+  await client.query('BEGIN');
+  try {
+    const fence = await lockFence(client, t);
+    let start = 0;
+    while (start < entries.length && entries[start]!.offset < fence) start++;
+    if (start === entries.length) {
+      await client.query('ROLLBACK');
+      return { nextOffset: fence, rowsWritten: 0, deadLettered: 0, skippedBelowFence: entries.length, isolated: false };
+    }
+    const rows: Entry[] = [];
+    const dead: Entry[] = [];
+    for (let i = start; i < entries.length; i++) {
+      const e = entries[i]!;
+      (e.line === null ? dead : rows).push(e);
+    }
+    let written = rows.length;
+    if (isolate) {
+      const rejected = await isolateRows(client, t, rows);
+      written -= rejected.length;
+      dead.push(...rejected);
+    } else {
+      await copyRows(client, t, rows);
+    }
+    if (dead.length) await insertDeadLetters(client, t, dead);
+    await client.query(
+      `UPDATE ${t.tables.fence} SET next_offset = $4, updated_at = now()
+        WHERE group_id = $1 AND topic = $2 AND partition = $3`,
+      [t.groupId, t.topic, t.partition, last + 1],
+    );
+    await client.query('COMMIT');
+    return { nextOffset: last + 1, rowsWritten: written, deadLettered: dead.length, skippedBelowFence: start, isolated: isolate };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Writes one batch (entries in offset order) in one transaction. A data error rolls back and
+ * runs the batch again with the bad rows isolated into dead letters; any other failure
+ * rolls back and is thrown as a retriable PgsinkError (the client should then be discarded).
+ */
+export async function flushBatch(client: pg.ClientBase, target: FlushTarget, entries: readonly Entry[]): Promise<FlushOutcome> {
+  if (entries.length === 0) throw new Error('internal: empty batch');
+  try {
+    return await attempt(client, target, entries, false);
+  } catch (err) {
+    if (classifyPgError(err) !== 'data') throw sinkError(err, `flush ${target.topic}[${target.partition}]`);
+  }
+  try {
+    return await attempt(client, target, entries, true);
+  } catch (err) {
+    throw sinkError(err, `flush ${target.topic}[${target.partition}] (isolating bad rows)`);
+  }
+}
+
+/** The fences of one group, per topic and partition. */
+export async function readFences(
+  client: pg.ClientBase,
+  tables: SinkTables,
+  groupId: string,
+): Promise<Map<string, number>> {
+  const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
+    `SELECT topic, partition, next_offset FROM ${tables.fence} WHERE group_id = $1`,
+    [groupId],
+  );
+  return new Map(rows.map((r) => [`${r.topic}:${r.partition}`, Number(r.next_offset)]));
+}
