@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    reporters: process.env['CI'] ? ['verbose'] : ['default'],
+    reporters: [process.env['CI'] ? 'verbose' : 'default', './test/support/summary-reporter.ts'],
     projects: [
       {
         test: {
@@ -15,6 +15,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
+          setupFiles: ['test/support/setup-each-file.ts'],
           testTimeout: 90_000,
           hookTimeout: 120_000,
           // Two cores: the broker, Postgres and the consumers under test share them.

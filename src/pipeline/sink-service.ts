@@ -100,14 +100,14 @@ export class SinkService {
   async start(): Promise<void> {
     if (this.state !== 'new') throw new Error(`start() called in state ${this.state}`);
     this.state = 'starting';
-    const client = await this.d.pool.connect();
+    const client = await this.checkout();
     try {
       await ensureSinkTables(client, this.tables);
       for (const route of this.d.routes.values()) {
         await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic);
       }
     } finally {
-      client.release();
+      this.checkin(client);
     }
     this.state = 'running';
     await this.d.source.start({
@@ -115,6 +115,22 @@ export class SinkService {
       onBatch: (b) => this.onBatch(b),
       onFatal: (err) => this.onFatal(err),
     });
+  }
+
+  /**
+   * A checked-out pg client whose connection dies emits 'error'; the pool only listens on
+   * idle ones, and an unheard 'error' would crash the process. The query in progress
+   * fails too, and that failure is what the caller handles.
+   */
+  private async checkout(): Promise<pg.PoolClient> {
+    const client = await this.d.pool.connect();
+    client.on('error', onCheckedOutError);
+    return client;
+  }
+
+  private checkin(client: pg.PoolClient, destroy = false): void {
+    client.off('error', onCheckedOutError);
+    client.release(destroy);
   }
 
   private onFatal(err: Error): void {
@@ -182,11 +198,11 @@ export class SinkService {
   private async loadFences(): Promise<Map<string, number>> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const client = await this.d.pool.connect();
+        const client = await this.checkout();
         try {
           return await readFences(client, this.tables, this.d.config.kafka.groupId);
         } finally {
-          client.release();
+          this.checkin(client);
         }
       } catch (err) {
         if (this.state !== 'running') return new Map();
@@ -322,11 +338,11 @@ export class SinkService {
     };
     let client: pg.PoolClient | undefined;
     try {
-      client = await this.d.pool.connect();
+      client = await this.checkout();
       this.activeClients.add(client);
       const outcome = await flushBatch(client, target, entries);
       this.activeClients.delete(client);
-      client.release();
+      this.checkin(client);
       client = undefined;
       this.d.observer.flushed({
         topic: st.tp.topic,
@@ -353,7 +369,7 @@ export class SinkService {
       if (client) {
         this.activeClients.delete(client);
         // A failed transaction may have left the connection in any state: never reuse it.
-        client.release(true);
+        this.checkin(client, true);
       }
       const e = err instanceof Error ? err : new Error(String(err));
       if (epoch !== st.epoch) return;
@@ -551,6 +567,10 @@ export class SinkService {
       for (const st of this.states.values()) this.maybeFlush(st);
     }
   }
+}
+
+function onCheckedOutError(): void {
+  // Reported through the failing query; see checkout().
 }
 
 function withTimeout(p: Promise<void>, ms: number, what: string): Promise<void> {

@@ -1,0 +1,125 @@
+// Shared set-up for pipeline integration tests: a topic with orders, a target table,
+// a config, and polling helpers with bounded waits.
+import type { Kafka } from 'kafkajs';
+import type pg from 'pg';
+import { parseConfig } from '../../src/config/load.ts';
+import type { Config, ConfigInput, RouteConfig } from '../../src/config/schema.ts';
+import { ORDERS_SCHEMA_PATH, orderValues, ordersType } from '../../src/cli/sample-data.ts';
+import { buildColumnPlan } from '../../src/sink/columns.ts';
+import { createTableSql } from '../../src/sink/ddl.ts';
+import { connectedProducer, createTopic, databaseUrl, kafkaBrokers, uniqueName } from './services.ts';
+
+export interface Fixture {
+  topic: string;
+  groupId: string;
+  table: string;
+  schema: string;
+  route: RouteConfig;
+}
+
+export function ordersRoute(topic: string, table: string): RouteConfig {
+  return {
+    topic,
+    table,
+    schema: ORDERS_SCHEMA_PATH,
+    mode: 'append',
+    deleteOnTombstone: false,
+    columns: {},
+    exclude: [],
+    metadata: { partition: '_partition', offset: '_offset' },
+    schemaIds: {},
+  };
+}
+
+/** A topic, a group id, a pgsink schema and an orders table, all unique to the caller. */
+export async function ordersFixture(kafka: Kafka, pool: pg.Pool, partitions: number, prefix = 't'): Promise<Fixture> {
+  const topic = uniqueName(`${prefix}_orders`);
+  const schema = uniqueName(`${prefix}_s`);
+  const table = `${schema}.orders`;
+  const route = ordersRoute(topic, table);
+  const plan = buildColumnPlan(ordersType(), route);
+  await pool.query(`CREATE SCHEMA "${schema}"`);
+  await pool.query(createTableSql(table, plan.columns, plan.pgTypes));
+  await createTopic(kafka, topic, partitions);
+  return { topic, groupId: uniqueName(`${prefix}_g`), table: `"${schema}"."orders"`, schema, route };
+}
+
+export type TestOverrides = Omit<Partial<ConfigInput>, 'kafka'> & { kafka?: Partial<ConfigInput['kafka']> };
+
+export function testConfig(f: Fixture, overrides: TestOverrides = {}): Config {
+  const { kafka, ...rest } = overrides;
+  return parseConfig(
+    {
+      kafka: { brokers: kafkaBrokers(), groupId: f.groupId, sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000, ...kafka },
+      postgres: { url: databaseUrl(), schema: `${f.schema}_pgsink` },
+      batch: { maxRows: 5_000, maxBytes: 4 * 1024 * 1024, lingerMs: 100 },
+      retry: { initialMs: 100, maxMs: 1_000 },
+      shutdown: { deadlineMs: 10_000 },
+      log: { level: 'warn' },
+      routes: [f.route],
+      ...rest,
+    },
+    'test',
+    process.cwd(),
+  );
+}
+
+export async function produceOrders(kafka: Kafka, topic: string, from: number, count: number): Promise<void> {
+  const producer = await connectedProducer(kafka);
+  const type = ordersType();
+  let chunk: Array<{ key: string; value: Buffer }> = [];
+  for (const m of orderValues(type, 1, from, count)) {
+    chunk.push(m);
+    if (chunk.length === 2_000) {
+      await producer.send({ topic, messages: chunk });
+      chunk = [];
+    }
+  }
+  if (chunk.length) await producer.send({ topic, messages: chunk });
+  await producer.disconnect();
+}
+
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T>,
+  done: (v: T) => boolean,
+  timeoutMs = 60_000,
+  everyMs = 100,
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: T = await probe();
+  while (!done(last)) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+    last = await probe();
+  }
+  return last;
+}
+
+export async function countRows(pool: pg.Pool, table: string): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
+  return Number(rows[0]!.n);
+}
+
+/** Committed offsets of a group per partition (-1 when none). */
+export async function committedOffsets(kafka: Kafka, groupId: string, topic: string): Promise<Map<number, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const [res] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return new Map(res!.partitions.map((p) => [p.partition, Number(p.offset)]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function endOffsets(kafka: Kafka, topic: string): Promise<Map<number, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const res = await admin.fetchTopicOffsets(topic);
+    return new Map(res.map((p) => [p.partition, Number(p.high)]));
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -1,0 +1,3 @@
+import { hideKafkajsTimeoutWarning } from '../../src/kafka/quirks.ts';
+
+hideKafkajsTimeoutWarning();
