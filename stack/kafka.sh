@@ -71,6 +71,8 @@ offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Lets tests use short session timeouts so a killed consumer is evicted quickly.
+group.min.session.timeout.ms=1000
 log.segment.bytes=268435456
 CFG
   cat >"$KAFKA_STACK_DIR/log4j.properties" <<CFG

@@ -6,6 +6,7 @@ import { hideKafkajsTimeoutWarning } from '../kafka/quirks.ts';
 import { createPipeline } from '../pipeline/app.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { ConfigError, errorMessage } from '../util/errors.ts';
+import { formatOffsets, offsetsStatus, parseTarget, replay, UsageError } from './replay.ts';
 
 const USAGE = `usage: pgsink <command> [options]
 
@@ -14,6 +15,12 @@ commands:
            --config <file>   YAML or JSON config (or PGSINK_CONFIG); PGSINK_* env vars override it
   check    validate the configuration and print it with secrets redacted
            --config <file>
+  offsets  per partition: the Postgres fence, Kafka's committed offset, watermarks and lag
+           --config <file> [--group <id>] [--json]
+  replay   move the group (Kafka offsets and Postgres fence together) so records are written again
+           --config <file> --topic <t> [--partition <p>]... [--group <id>]
+           (--to-earliest | --to-latest | --to-datetime <ISO> | --to-offset <n>) [--dry-run]
+           refuses while the group has live members (scale the consumers to zero first)
 
 exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration`;
 
@@ -77,6 +84,52 @@ function check(argv: string[]): number {
   return 0;
 }
 
+async function replayCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      group: { type: 'string' },
+      topic: { type: 'string' },
+      partition: { type: 'string', multiple: true },
+      'to-earliest': { type: 'boolean' },
+      'to-latest': { type: 'boolean' },
+      'to-datetime': { type: 'string' },
+      'to-offset': { type: 'string' },
+      'dry-run': { type: 'boolean' },
+    },
+    strict: true,
+  });
+  const config = loadConfig(configPath(values));
+  if (!values.topic) throw new UsageError('--topic <name> is required');
+  const partitions = values.partition?.map((p) => {
+    if (!/^\d+$/.test(p)) throw new UsageError(`--partition ${JSON.stringify(p)} is not a partition number`);
+    return Number(p);
+  });
+  await replay({
+    config,
+    groupId: values.group ?? config.kafka.groupId,
+    topic: values.topic,
+    partitions,
+    target: parseTarget(values),
+    dryRun: values['dry-run'] ?? false,
+    out: (s) => process.stdout.write(`${s}\n`),
+  });
+  return 0;
+}
+
+async function offsetsCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' }, group: { type: 'string' }, json: { type: 'boolean' } },
+    strict: true,
+  });
+  const config = loadConfig(configPath(values));
+  const rows = await offsetsStatus(config, values.group ?? config.kafka.groupId);
+  process.stdout.write(values.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatOffsets(rows)}\n`);
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -85,6 +138,10 @@ export async function main(argv: string[]): Promise<number> {
         return await run(rest);
       case 'check':
         return check(rest);
+      case 'replay':
+        return await replayCommand(rest);
+      case 'offsets':
+        return await offsetsCommand(rest);
       case undefined:
       case '-h':
       case '--help':
@@ -96,7 +153,7 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (err) {
-    if (err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof ConfigError || err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`pgsink: ${errorMessage(err)}\n`);
       return 2;
     }

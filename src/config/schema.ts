@@ -112,6 +112,13 @@ export const configSchema = z
       if (r.mode === 'upsert' && !r.keyColumns?.length) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'keyColumns'], message: 'upsert mode needs keyColumns' });
       }
+      if (r.deleteOnTombstone && (r.keyColumns?.length ?? 0) !== 1) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'keyColumns'],
+          message: 'deleteOnTombstone needs exactly one key column (the Kafka key, as text, identifies the row)',
+        });
+      }
       if (r.mode === 'append' && r.deleteOnTombstone) {
         ctx.addIssue({
           code: 'custom',

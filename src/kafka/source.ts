@@ -92,6 +92,8 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
   });
   let consumer: Consumer | undefined;
   let stopping: Promise<void> | undefined;
+  // After stop() (or before run()), kafkajs throws on pause/resume/seek; they are no-ops then.
+  const live = (): Consumer | undefined => (stopping ? undefined : consumer);
 
   return {
     async start(handlers) {
@@ -137,17 +139,18 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
       });
     },
     pause(tps) {
-      if (consumer && tps.length) consumer.pause(group(tps));
+      if (tps.length) live()?.pause(group(tps));
     },
     resume(tps) {
-      if (consumer && tps.length) consumer.resume(group(tps));
+      if (tps.length) live()?.resume(group(tps));
     },
     seek(tp, offset) {
-      consumer?.seek({ topic: tp.topic, partition: tp.partition, offset: String(offset) });
+      live()?.seek({ topic: tp.topic, partition: tp.partition, offset: String(offset) });
     },
     async commit(tp, offset) {
-      if (!consumer) return;
-      await consumer.commitOffsets([{ topic: tp.topic, partition: tp.partition, offset: String(offset) }]);
+      const c = live();
+      if (!c) throw new Error('the Kafka consumer has left the group; offset not committed');
+      await c.commitOffsets([{ topic: tp.topic, partition: tp.partition, offset: String(offset) }]);
     },
     stop() {
       stopping ??= (async () => {

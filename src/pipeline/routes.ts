@@ -4,6 +4,7 @@ import { RouteDecoder } from '../avro/decoder.ts';
 import { LocalSchemas, RegistryClient, type WriterSchemas } from '../avro/registry.ts';
 import { loadSchemaFile } from '../avro/types.ts';
 import { buildColumnPlan, quoteIdent, quoteQualified, type ColumnPlan } from '../sink/columns.ts';
+import { buildUpsertPlan, type UpsertPlan } from '../sink/upsert.ts';
 
 export interface RouteRuntime {
   config: RouteConfig;
@@ -12,6 +13,7 @@ export interface RouteRuntime {
   /** Quoted, qualified table name. */
   table: string;
   columnList: string;
+  upsert: UpsertPlan | undefined;
 }
 
 export function buildRoutes(config: Config): Map<string, RouteRuntime> {
@@ -24,7 +26,7 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
       })
     : undefined;
   const routes = new Map<string, RouteRuntime>();
-  for (const route of config.routes) {
+  for (const [index, route] of config.routes.entries()) {
     const reader = loadSchemaFile(route.schema);
     const hasIds = Object.keys(route.schemaIds).length > 0;
     // Offline: ids listed in schemaIds come from files; with neither a registry nor a map,
@@ -37,6 +39,7 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
       plan,
       table: quoteQualified(route.table),
       columnList: plan.columns.map(quoteIdent).join(', '),
+      upsert: route.mode === 'upsert' ? buildUpsertPlan(index, route.table, plan.columns, route.keyColumns ?? []) : undefined,
     });
   }
   return routes;

@@ -17,6 +17,7 @@ import type { Config } from '../config/schema.ts';
 import type { FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
 import { assertRecordValue } from '../sink/columns.ts';
 import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
+import { assertUniqueKey, deleteLine, upsertLine } from '../sink/upsert.ts';
 import { flushBatch, readFences, type Entry } from '../sink/flush.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { backoffDelay } from '../util/backoff.ts';
@@ -105,6 +106,7 @@ export class SinkService {
       await ensureSinkTables(client, this.tables);
       for (const route of this.d.routes.values()) {
         await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic);
+        if (route.upsert) await assertUniqueKey(client, route.config.table, route.config.keyColumns ?? [], route.config.topic);
       }
     } finally {
       this.checkin(client);
@@ -230,8 +232,10 @@ export class SinkService {
     const msgs = batch.messages;
     const lastOffset = Number(msgs[msgs.length - 1]!.offset);
     if (lastOffset < fence) {
-      // Everything here is already in Postgres (an earlier owner wrote it): skip ahead.
+      // Everything here is already in Postgres (an earlier owner wrote it, and its Kafka
+      // commit was lost): skip ahead, and bring Kafka's committed offset up to the fence.
       this.d.source.seek(st.tp, fence);
+      if (st.lastCommitted === undefined || st.lastCommitted < fence) await this.commit(st, fence);
       return;
     }
     try {
@@ -267,7 +271,8 @@ export class SinkService {
 
   /** Decodes and encodes a fetched batch; records that cannot be written become dead letters. */
   private decodeAll(st: PartitionState, msgs: FetchedBatch['messages'], fence: number): Array<[Entry, number]> {
-    const { decoder, plan } = st.route;
+    const { decoder, plan, upsert } = st.route;
+    const deletes = st.route.config.deleteOnTombstone;
     const meta = { topic: st.tp.topic, partition: st.tp.partition, offset: 0, timestamp: '0', key: null as Buffer | null };
     const out: Array<[Entry, number]> = [];
     for (const m of msgs) {
@@ -276,19 +281,25 @@ export class SinkService {
       const src = { key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp };
       const rawBytes = (m.value?.length ?? 0) + (m.key?.length ?? 0);
       let entry: Entry;
-      if (m.value === null) {
-        entry = {
-          offset,
-          line: null,
-          src,
-          failure: { source: 'kafka', code: 'TOMBSTONE', message: 'record has a null value (tombstone) and the route does not delete on tombstones' },
-        };
+      if (m.value === null && deletes && upsert && m.key !== null) {
+        try {
+          entry = { offset, line: deleteLine(upsert, m.key, offset), src };
+        } catch (err) {
+          const e = err as RecordError;
+          entry = { offset, line: null, src, failure: { source: e.source, code: e.code, message: e.message } };
+        }
+      } else if (m.value === null) {
+        const message = deletes
+          ? 'tombstone without a key: there is no row to delete'
+          : 'record has a null value (tombstone) and the route does not delete on tombstones';
+        entry = { offset, line: null, src, failure: { source: 'kafka', code: 'TOMBSTONE', message } };
       } else {
         try {
           meta.offset = offset;
           meta.timestamp = m.timestamp;
           meta.key = m.key;
-          entry = { offset, line: plan.encode(assertRecordValue(decoder.decode(m.value)), meta), src };
+          const line = plan.encode(assertRecordValue(decoder.decode(m.value)), meta);
+          entry = { offset, line: upsert ? upsertLine(line, offset) : line, src };
         } catch (err) {
           if (err instanceof PgsinkError && err.retriable) throw err;
           const e = err instanceof RecordError ? err : new RecordError('internal', 'ENCODE_FAILED', errorMessage(err), err);
@@ -335,6 +346,7 @@ export class SinkService {
       table: st.route.table,
       columnList: st.route.columnList,
       tables: this.tables,
+      upsert: st.route.upsert,
     };
     let client: pg.PoolClient | undefined;
     try {

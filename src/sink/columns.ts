@@ -91,6 +91,7 @@ function primitiveEncoder(type: avro.Type): { encode: FieldEncoder; pgType: stri
     case 'int':
       return { encode: String, element: String, pgType: 'integer' };
     case 'long':
+    case 'abstract:long': // the BigInt long of src/avro/types.ts
       return { encode: String, element: String, pgType: 'bigint' };
     case 'float':
       return { encode: (v) => floatField(v as number), element: (v) => floatField(v as number), pgType: 'real' };

@@ -16,6 +16,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { IHeaders } from 'kafkajs';
 import type { SinkTables } from './ddl.ts';
+import { ensureStage, type UpsertPlan } from './upsert.ts';
 import { classifyPgError, copyLineOf, describePgError, sinkError, sqlstateOf } from './pg-errors.ts';
 
 export interface SourceRecord {
@@ -48,6 +49,8 @@ export interface FlushTarget {
   /** Quoted column list for COPY. */
   columnList: string;
   tables: SinkTables;
+  /** Set for upsert routes: rows go through the staging table and a merge. */
+  upsert?: UpsertPlan | undefined;
 }
 
 export interface FlushOutcome {
@@ -76,10 +79,19 @@ function* copyChunks(rows: readonly Entry[]): Generator<Buffer> {
   if (parts.length) yield Buffer.from(parts.join(''));
 }
 
-async function copyRows(client: pg.ClientBase, target: FlushTarget, rows: readonly Entry[]): Promise<void> {
-  if (rows.length === 0) return;
-  const stream = client.query(copyFrom(`COPY ${target.table} (${target.columnList}) FROM STDIN`));
+async function copyRows(client: pg.ClientBase, table: string, columnList: string, rows: readonly Entry[]): Promise<void> {
+  const stream = client.query(copyFrom(`COPY ${table} (${columnList}) FROM STDIN`));
   await pipeline(Readable.from(copyChunks(rows)), stream);
+}
+
+/** Append: COPY into the target. Upsert: COPY into the staging table, then merge. */
+async function writeRows(client: pg.ClientBase, t: FlushTarget, rows: readonly Entry[]): Promise<void> {
+  if (rows.length === 0) return;
+  if (!t.upsert) return copyRows(client, t.table, t.columnList, rows);
+  const stage = `pg_temp.${t.upsert.stage}`;
+  await client.query(`TRUNCATE ${stage}`);
+  await copyRows(client, stage, t.upsert.stageColumnList, rows);
+  await client.query(t.upsert.mergeSql);
 }
 
 async function lockFence(client: pg.ClientBase, t: FlushTarget): Promise<number> {
@@ -103,7 +115,7 @@ async function isolateRows(client: pg.ClientBase, t: FlushTarget, rows: Entry[])
   if (rows.length === 0) return [];
   await client.query('SAVEPOINT pgsink_isolate');
   try {
-    await copyRows(client, t, rows);
+    await writeRows(client, t, rows);
     await client.query('RELEASE SAVEPOINT pgsink_isolate');
     return [];
   } catch (err) {
@@ -168,6 +180,8 @@ async function insertDeadLetters(client: pg.ClientBase, t: FlushTarget, dead: re
 
 async function attempt(client: pg.ClientBase, t: FlushTarget, entries: readonly Entry[], isolate: boolean): Promise<FlushOutcome> {
   const last = entries[entries.length - 1]!.offset;
+  // Outside the transaction: a CREATE TEMP TABLE rolled back with it would be forgotten.
+  if (t.upsert) await ensureStage(client, t.upsert);
   await client.query('BEGIN');
   try {
     const fence = await lockFence(client, t);
@@ -189,7 +203,7 @@ async function attempt(client: pg.ClientBase, t: FlushTarget, entries: readonly 
       written -= rejected.length;
       dead.push(...rejected);
     } else {
-      await copyRows(client, t, rows);
+      await writeRows(client, t, rows);
     }
     if (dead.length) await insertDeadLetters(client, t, dead);
     await client.query(
