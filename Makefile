@@ -40,6 +40,12 @@ test-unit: $(DEPS) ## run the unit tests only (no services)
 test-integration: deps ## run the integration tests only
 	npm run test:integration
 
+KILLS ?= 50
+SEED ?= $(shell echo $$RANDOM)
+.PHONY: chaos
+chaos: deps ## the kill -9 test with more kills: make chaos KILLS=100 SEED=7
+	PGSINK_CHAOS_KILLS=$(KILLS) PGSINK_CHAOS_SEED=$(SEED) npx vitest run --project integration test/integration/chaos.test.ts
+
 .PHONY: check
 check: lint format-check typecheck ## lint, format check and typecheck
 
