@@ -41,7 +41,9 @@ export class RouteDecoder {
   }
 
   private addWriter(id: number, writer: AvroType): void {
-    if (writer.equals(this.readerType)) {
+    // equals() compares Parsing Canonical Form, which drops logical types and their attributes.
+    const attrs = (t: AvroType): string => JSON.stringify(t.schema({ exportAttrs: true }));
+    if (writer.equals(this.readerType) && attrs(writer) === attrs(this.readerType)) {
       this.resolvers.set(id, null);
       return;
     }

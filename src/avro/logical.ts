@@ -44,7 +44,19 @@ export class PassthroughLogicalType extends avro.types.LogicalType {
     return value;
   }
 
+  protected override _export(schema: avro.Schema): void {
+    const s = schema as unknown as Record<string, unknown>;
+    if (this.precision !== undefined) s['precision'] = this.precision;
+    if (this.logical === 'decimal') s['scale'] = this.scale;
+  }
+
   protected override _resolve(type: avro.Type): ((value: unknown) => unknown) | undefined {
+    // Same underlying type is not enough: millis vs micros, or another decimal scale,
+    // would be read silently wrong.
+    if (type instanceof PassthroughLogicalType) {
+      if (type.logical !== this.logical) return undefined;
+      if (this.logical === 'decimal' && type.scale !== this.scale) return undefined;
+    }
     const writer = type instanceof avro.types.LogicalType ? type.underlyingType : type;
     const reader = this.underlyingType;
     if (writer.typeName === reader.typeName) return (v) => v;

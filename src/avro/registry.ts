@@ -79,7 +79,9 @@ export class RegistryClient implements WriterSchemas {
       });
     }
     const body = await res.text();
-    if (res.status === 404) {
+    // Only the registry's own "schema not found" (40403) condemns the record; any other 404
+    // (a wrong URL path, a proxy) is a deployment problem to wait out, not a data error.
+    if (res.status === 404 && /"error_code"\s*:\s*40403\b/.test(body)) {
       throw new RecordError('registry', 'UNKNOWN_SCHEMA_ID', `schema id ${id} is not in the registry`);
     }
     if (res.status === 401 || res.status === 403) {
@@ -94,7 +96,16 @@ export class RegistryClient implements WriterSchemas {
         retriable: true,
       });
     }
-    const parsed = JSON.parse(body) as { schema?: string; schemaType?: string };
+    let parsed: { schema?: string; schemaType?: string };
+    try {
+      parsed = JSON.parse(body) as { schema?: string; schemaType?: string };
+    } catch (err) {
+      throw new PgsinkError('registry', `schema registry answer for id ${id} is not JSON`, {
+        code: 'BAD_RESPONSE',
+        retriable: true,
+        cause: err,
+      });
+    }
     if (parsed.schemaType && parsed.schemaType !== 'AVRO') {
       throw new RecordError('registry', 'NOT_AVRO', `schema id ${id} is ${parsed.schemaType}, not AVRO`);
     }

@@ -13,7 +13,7 @@ import { createTableSql } from '../sink/ddl.ts';
 import { hideKafkajsTimeoutWarning } from '../kafka/quirks.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { ORDERS_SCHEMA_PATH, orderValues, ordersType } from './sample-data.ts';
-import type { RouteConfig } from '../config/schema.ts';
+import { routeSchema, type RouteConfig } from '../config/schema.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const EVENTS = Number(process.env['PGSINK_DEMO_EVENTS'] ?? 200_000);
@@ -46,17 +46,12 @@ async function main(): Promise<void> {
   const groupId = `pgsink-demo-${runId}`;
   const table = 'pgsink_demo.orders';
 
-  const route: RouteConfig = {
+  const route: RouteConfig = routeSchema.parse({
     topic,
     table,
     schema: ORDERS_SCHEMA_PATH,
-    mode: 'append',
-    deleteOnTombstone: false,
-    columns: {},
-    exclude: [],
     metadata: { partition: '_partition', offset: '_offset' },
-    schemaIds: {},
-  };
+  });
   const plan = buildColumnPlan(ordersType(), route);
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();

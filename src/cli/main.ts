@@ -3,7 +3,10 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, redactConfig } from '../config/load.ts';
 import { hideKafkajsTimeoutWarning } from '../kafka/quirks.ts';
+import pg from 'pg';
 import { createPipeline } from '../pipeline/app.ts';
+import { buildRoutes } from '../pipeline/routes.ts';
+import { planTable } from '../sink/schema-plan.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { ConfigError, errorMessage } from '../util/errors.ts';
 import { formatOffsets, offsetsStatus, parseTarget, replay, UsageError } from './replay.ts';
@@ -14,6 +17,9 @@ commands:
   run      consume the configured topics into PostgreSQL until SIGTERM/SIGINT
            --config <file>   YAML or JSON config (or PGSINK_CONFIG); PGSINK_* env vars override it
   check    validate the configuration and print it with secrets redacted
+           --config <file>
+  schema plan
+           print the CREATE TABLE / ALTER TABLE ADD COLUMN each route needs, and type mismatches
            --config <file>
   offsets  per partition: the Postgres fence, Kafka's committed offset, watermarks and lag
            --config <file> [--group <id>] [--json]
@@ -118,6 +124,27 @@ async function replayCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function schemaCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'plan') throw new UsageError(`unknown 'schema' subcommand ${JSON.stringify(sub ?? '')}; use 'pgsink schema plan --config <file>'`);
+  const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const config = loadConfig(configPath(values));
+  const routes = buildRoutes(config);
+  const client = new pg.Client({ connectionString: config.postgres.url, connectionTimeoutMillis: config.postgres.connectionTimeoutMs });
+  await client.connect();
+  try {
+    for (const r of routes.values()) {
+      const plan = await planTable(client, r.config.table, r.plan.columns, r.plan.pgTypes);
+      process.stdout.write(`-- route ${r.config.topic} → ${r.config.table}: ${plan.statements.length ? (plan.exists ? 'missing columns' : 'table missing') : 'up to date'}\n`);
+      for (const s of plan.statements) process.stdout.write(`${s};\n`);
+      for (const m of plan.mismatches) process.stdout.write(`-- type differs (not changed): ${m}\n`);
+    }
+  } finally {
+    await client.end();
+  }
+  return 0;
+}
+
 async function offsetsCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -142,6 +169,8 @@ export async function main(argv: string[]): Promise<number> {
         return await replayCommand(rest);
       case 'offsets':
         return await offsetsCommand(rest);
+      case 'schema':
+        return await schemaCommand(rest);
       case undefined:
       case '-h':
       case '--help':

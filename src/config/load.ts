@@ -107,6 +107,9 @@ function describeValue(root: unknown, path: ReadonlyArray<PropertyKey>): string 
     node = (node as Record<PropertyKey, unknown>)[key];
   }
   if (node === undefined) return 'missing';
+  const last = String(path[path.length - 1] ?? '');
+  if (/pass|secret|token/i.test(last)) return REDACTED;
+  if (/url/i.test(last) && typeof node === 'string') node = redactUrl(node);
   const text = JSON.stringify(node);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
@@ -185,6 +188,9 @@ export function redactConfig(config: Config): unknown {
 }
 
 export function redactUrl(url: string): string {
+  // Mask user:password up to the last '@' first: an unencoded '#', '/' or '?' in the password
+  // can make the URL parser see no password at all.
+  url = url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*):.*@/is, `$1:${REDACTED}@`);
   try {
     const u = new URL(url);
     if (u.password) u.password = REDACTED;

@@ -37,6 +37,10 @@ export const routeSchema = z.strictObject({
   /** Avro fields that are not written. */
   exclude: z.array(z.string()).default([]),
   metadata: metadataColumns.default({}),
+  /** Create the table when it is missing (from the reader schema's type mapping). */
+  autoCreate: z.boolean().default(false),
+  /** Add missing columns (nullable) when the reader schema gained fields. Never drops or alters. */
+  autoEvolve: z.boolean().default(false),
   /** Offline mode: writer schema id → .avsc file, for ids the registry would otherwise resolve. */
   schemaIds: z.record(z.string().regex(/^\d+$/, 'schema ids are integers'), z.string()).default({}),
 });

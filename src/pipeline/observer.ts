@@ -13,7 +13,14 @@ export interface FlushReport {
   reason: FlushReason;
   durationMs: number;
   outcome: FlushOutcome;
+  /** Target table as configured, and the route's write mode. */
+  table: string;
+  mode: 'append' | 'upsert';
+  /** W3C traceparent headers of the batch's records (at most MAX_TRACE_LINKS, first ones). */
+  traceparents: string[];
 }
+
+export const MAX_TRACE_LINKS = 16;
 
 export interface SinkObserver {
   recordsConsumed(topic: string, partition: number, count: number): void;

@@ -17,13 +17,14 @@ import type { Config } from '../config/schema.ts';
 import type { FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
 import { assertRecordValue } from '../sink/columns.ts';
 import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
+import { planTable } from '../sink/schema-plan.ts';
 import { assertUniqueKey, deleteLine, upsertLine } from '../sink/upsert.ts';
 import { flushBatch, readFences, type Entry } from '../sink/flush.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { backoffDelay } from '../util/backoff.ts';
 import type { Clock } from '../util/clock.ts';
 import { errorMessage, PgsinkError, RecordError } from '../util/errors.ts';
-import type { SinkObserver } from './observer.ts';
+import { MAX_TRACE_LINKS, type SinkObserver } from './observer.ts';
 import type { RouteRuntime } from './routes.ts';
 
 /** Per-record overhead on top of its bytes: the entry object, offsets, strings' headers. */
@@ -105,6 +106,7 @@ export class SinkService {
     try {
       await ensureSinkTables(client, this.tables);
       for (const route of this.d.routes.values()) {
+        await this.prepareTable(client, route);
         await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic);
         if (route.upsert) await assertUniqueKey(client, route.config.table, route.config.keyColumns ?? [], route.config.topic);
       }
@@ -117,6 +119,29 @@ export class SinkService {
       onBatch: (b) => this.onBatch(b),
       onFatal: (err) => this.onFatal(err),
     });
+  }
+
+  /** auto-create / auto-evolve, when the route opts in; mismatched types are only reported. */
+  private async prepareTable(client: pg.ClientBase, route: RouteRuntime): Promise<void> {
+    const { config: rc, plan } = route;
+    const tp = await planTable(client, rc.table, plan.columns, plan.pgTypes);
+    for (const m of tp.mismatches) this.d.logger.warn({ route: rc.topic }, `column type differs from the mapping: ${m}`);
+    const allowed = tp.exists ? rc.autoEvolve : rc.autoCreate;
+    if (!allowed || tp.statements.length === 0) return;
+    await client.query('BEGIN');
+    try {
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('pgsink.ddl'))`);
+      // Re-plan under the lock: another consumer may have done it meanwhile.
+      const again = await planTable(client, rc.table, plan.columns, plan.pgTypes);
+      for (const sql of again.statements) {
+        this.d.logger.info({ route: rc.topic, sql }, tp.exists ? 'auto-evolve' : 'auto-create');
+        await client.query(sql);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
@@ -366,6 +391,9 @@ export class SinkService {
         reason: batch.reason,
         durationMs: this.d.clock.now() - started,
         outcome,
+        table: st.route.config.table,
+        mode: st.route.config.mode,
+        traceparents: traceparentsOf(entries),
       });
       if (epoch !== st.epoch) return;
       this.bp.add(st.key, -batch.bytes);
@@ -579,6 +607,17 @@ export class SinkService {
       for (const st of this.states.values()) this.maybeFlush(st);
     }
   }
+}
+
+function traceparentsOf(entries: readonly Entry[]): string[] {
+  const out: string[] = [];
+  for (const e of entries) {
+    const h = e.src.headers?.['traceparent'];
+    if (h === undefined) continue;
+    out.push((Array.isArray(h) ? h[0]! : h).toString());
+    if (out.length >= MAX_TRACE_LINKS) break;
+  }
+  return out;
 }
 
 function onCheckedOutError(): void {

@@ -142,7 +142,10 @@ function encoderFor(type: avro.Type): { encode: FieldEncoder; pgType: string; nu
     return { encode: (v) => escapeText(toJson(v)), pgType: 'jsonb', nullable: false };
   }
   const prim = primitiveEncoder(type);
-  return { encode: prim.encode, pgType: prim.pgType, nullable: type.typeName === 'null' };
+  const nullable =
+    type.typeName === 'null' ||
+    (type instanceof avro.types.WrappedUnionType && type.types.some((t) => t.typeName === 'null'));
+  return { encode: prim.encode, pgType: prim.pgType, nullable };
 }
 
 const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
@@ -165,7 +168,7 @@ export function buildColumnPlan(readerType: avro.Type, route: RouteConfig): Colu
     const enc = encoderFor(field.type);
     const name = field.name;
     columns.push({
-      name: route.columns[name] ?? name,
+      name: Object.hasOwn(route.columns, name) ? route.columns[name]! : name,
       pgType: enc.pgType,
       get: (r) => r[name],
       encode: enc.encode,

@@ -68,7 +68,7 @@ export async function assertTargetTable(
   );
   if (rows.length === 0) {
     throw new ConfigError(
-      `route ${topic}: table ${table} does not exist (or has no columns). Create it with the columns ${columns.join(', ')}.`,
+      `route ${topic}: table ${table} does not exist (or has no columns). Create it (\`pgsink schema plan\` prints the DDL) or set autoCreate: true on the route.`,
     );
   }
   const have = new Set(rows.map((r) => r.column_name));
@@ -76,7 +76,7 @@ export async function assertTargetTable(
   if (missing.length) {
     throw new ConfigError(
       `route ${topic}: table ${table} has no column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (it has ${[...have].join(', ')}). ` +
-        'Add them, map the fields elsewhere with routes[].columns, or drop them with routes[].exclude.',
+        'Add them (`pgsink schema plan` prints the DDL), set autoEvolve: true on the route, map the fields elsewhere with routes[].columns, or leave them out with routes[].exclude.',
     );
   }
 }

@@ -3,7 +3,7 @@
 import type { Kafka } from 'kafkajs';
 import type pg from 'pg';
 import { parseConfig } from '../../src/config/load.ts';
-import type { Config, ConfigInput, RouteConfig } from '../../src/config/schema.ts';
+import { routeSchema, type Config, type ConfigInput, type RouteConfig } from '../../src/config/schema.ts';
 import { ORDERS_SCHEMA_PATH, orderValues, ordersType } from '../../src/cli/sample-data.ts';
 import { buildColumnPlan } from '../../src/sink/columns.ts';
 import { createTableSql } from '../../src/sink/ddl.ts';
@@ -18,17 +18,7 @@ export interface Fixture {
 }
 
 export function ordersRoute(topic: string, table: string): RouteConfig {
-  return {
-    topic,
-    table,
-    schema: ORDERS_SCHEMA_PATH,
-    mode: 'append',
-    deleteOnTombstone: false,
-    columns: {},
-    exclude: [],
-    metadata: { partition: '_partition', offset: '_offset' },
-    schemaIds: {},
-  };
+  return routeSchema.parse({ topic, table, schema: ORDERS_SCHEMA_PATH, metadata: { partition: '_partition', offset: '_offset' } });
 }
 
 /** A topic, a group id, a pgsink schema and an orders table, all unique to the caller. */
