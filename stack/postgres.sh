@@ -13,6 +13,8 @@ PG_LOCAL_PORT=${PG_LOCAL_PORT:-5432}
 PG_PRIVATE_PORT=${PG_PRIVATE_PORT:-55432}
 PG_STACK_DIR=${PG_STACK_DIR:-$root/.stack/postgres}
 PG_START_TIMEOUT=${PG_START_TIMEOUT:-30}
+# Extra server options for a private cluster, e.g. "-c ssl=on -c ssl_cert_file=…" (tests).
+PG_EXTRA_OPTS=${PG_EXTRA_OPTS:-}
 data="$PG_STACK_DIR/data"
 
 die() { echo "stack/postgres.sh: $*" >&2; exit 1; }
@@ -58,7 +60,7 @@ start_private() {
       { cat "$PG_STACK_DIR/initdb.log" >&2; die "initdb failed (above)"; }
   fi
   as_owner "$pg_ctl" -D "$data" -l "$PG_STACK_DIR/server.log" -w -t "$PG_START_TIMEOUT" \
-    -o "-p $PG_PRIVATE_PORT -c listen_addresses=127.0.0.1 -k $PG_STACK_DIR -c max_connections=200 -c fsync=off" start >/dev/null ||
+    -o "-p $PG_PRIVATE_PORT -c listen_addresses=127.0.0.1 -k $PG_STACK_DIR -c max_connections=200 -c fsync=off $PG_EXTRA_OPTS" start >/dev/null ||
     { tail -n 20 "$PG_STACK_DIR/server.log" >&2; die "the private cluster did not start within ${PG_START_TIMEOUT}s (log above)"; }
   echo "stack/postgres.sh: private PostgreSQL ready on 127.0.0.1:$PG_PRIVATE_PORT" >&2
   echo "postgres://postgres@127.0.0.1:$PG_PRIVATE_PORT/postgres"

@@ -6,6 +6,7 @@ import { hideKafkajsTimeoutWarning } from '../kafka/quirks.ts';
 import pg from 'pg';
 import { createPipeline } from '../pipeline/app.ts';
 import { buildRoutes } from '../pipeline/routes.ts';
+import { pgClientConfig } from '../sink/connection.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { ConfigError, errorMessage } from '../util/errors.ts';
@@ -130,7 +131,7 @@ async function schemaCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, strict: true });
   const config = loadConfig(configPath(values));
   const routes = buildRoutes(config);
-  const client = new pg.Client({ connectionString: config.postgres.url, connectionTimeoutMillis: config.postgres.connectionTimeoutMs });
+  const client = new pg.Client(pgClientConfig(config));
   await client.connect();
   try {
     for (const r of routes.values()) {

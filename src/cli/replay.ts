@@ -7,6 +7,8 @@
 import pg from 'pg';
 import type { Config } from '../config/schema.ts';
 import { connectAdmin, type GroupAdmin } from '../kafka/admin.ts';
+import { kafkaConnection } from '../kafka/client-options.ts';
+import { pgClientConfig } from '../sink/connection.ts';
 import { sinkTables } from '../sink/ddl.ts';
 import { readFences } from '../sink/flush.ts';
 import { ConfigError, PgsinkError } from '../util/errors.ts';
@@ -107,8 +109,8 @@ export async function replay(o: ReplayOptions): Promise<void> {
   if (!o.config.routes.some((r) => r.topic === o.topic)) {
     throw new ConfigError(`topic '${o.topic}' has no route in the configuration (routes: ${o.config.routes.map((r) => r.topic).join(', ')})`);
   }
-  const admin = await connectAdmin(o.config.kafka.brokers, `${o.config.kafka.clientId}-replay`);
-  const client = new pg.Client({ connectionString: o.config.postgres.url, connectionTimeoutMillis: o.config.postgres.connectionTimeoutMs });
+  const admin = await connectAdmin(kafkaConnection(o.config), `${o.config.kafka.clientId}-replay`);
+  const client = new pg.Client(pgClientConfig(o.config));
   try {
     await client.connect();
     const group = await admin.groupMembers(o.groupId);
@@ -173,8 +175,8 @@ export interface OffsetsRow {
 }
 
 export async function offsetsStatus(config: Config, groupId: string): Promise<OffsetsRow[]> {
-  const admin = await connectAdmin(config.kafka.brokers, `${config.kafka.clientId}-status`);
-  const client = new pg.Client({ connectionString: config.postgres.url, connectionTimeoutMillis: config.postgres.connectionTimeoutMs });
+  const admin = await connectAdmin(kafkaConnection(config), `${config.kafka.clientId}-status`);
+  const client = new pg.Client(pgClientConfig(config));
   try {
     await client.connect();
     const rows: OffsetsRow[] = [];

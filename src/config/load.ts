@@ -17,7 +17,15 @@ const ENV_OVERRIDES: ReadonlyArray<readonly [string, readonly string[], Kind]> =
   ['PGSINK_KAFKA_FROM_BEGINNING', ['kafka', 'fromBeginning'], 'bool'],
   ['PGSINK_KAFKA_SESSION_TIMEOUT_MS', ['kafka', 'sessionTimeoutMs'], 'int'],
   ['PGSINK_KAFKA_HEARTBEAT_INTERVAL_MS', ['kafka', 'heartbeatIntervalMs'], 'int'],
+  ['PGSINK_KAFKA_SASL_MECHANISM', ['kafka', 'sasl', 'mechanism'], 'string'],
+  ['PGSINK_KAFKA_SASL_USERNAME', ['kafka', 'sasl', 'username'], 'string'],
+  ['PGSINK_KAFKA_SASL_PASSWORD', ['kafka', 'sasl', 'password'], 'string'],
+  ['PGSINK_KAFKA_SSL_CA', ['kafka', 'ssl', 'ca'], 'string'],
+  ['PGSINK_KAFKA_SSL_CERT', ['kafka', 'ssl', 'cert'], 'string'],
+  ['PGSINK_KAFKA_SSL_KEY', ['kafka', 'ssl', 'key'], 'string'],
   ['PGSINK_POSTGRES_URL', ['postgres', 'url'], 'string'],
+  ['PGSINK_POSTGRES_SSL_MODE', ['postgres', 'ssl', 'mode'], 'string'],
+  ['PGSINK_POSTGRES_SSL_CA', ['postgres', 'ssl', 'ca'], 'string'],
   ['PGSINK_POSTGRES_SCHEMA', ['postgres', 'schema'], 'string'],
   ['PGSINK_POSTGRES_POOL_SIZE', ['postgres', 'poolSize'], 'int'],
   ['PGSINK_SCHEMA_REGISTRY_URL', ['schemaRegistry', 'url'], 'string'],
@@ -180,6 +188,7 @@ const REDACTED = '***';
 export function redactConfig(config: Config): unknown {
   const copy = structuredClone(config) as Config;
   copy.postgres.url = redactUrl(copy.postgres.url);
+  if (copy.kafka.sasl) copy.kafka.sasl.password = REDACTED;
   if (copy.schemaRegistry) {
     copy.schemaRegistry.url = redactUrl(copy.schemaRegistry.url);
     if (copy.schemaRegistry.password !== undefined) copy.schemaRegistry.password = REDACTED;

@@ -15,6 +15,15 @@ const qualifiedName = z
 
 const positiveInt = z.number().int().positive();
 
+/** TLS material is given as file paths (Kubernetes Secrets mount as files). */
+const tlsFiles = {
+  /** CA bundle that signs the server's certificate. */
+  ca: z.string().min(1).optional(),
+  /** Client certificate and key, for mutual TLS. */
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+};
+
 const metadataColumns = z.strictObject({
   topic: identifier.optional(),
   partition: identifier.optional(),
@@ -59,6 +68,15 @@ export const configSchema = z
       /** Upper bound of one fetch for one partition: the most a paused partition can overshoot. */
       maxBytesPerPartition: positiveInt.default(1024 * 1024),
       connectionTimeoutMs: positiveInt.default(10_000),
+      /** TLS to the brokers; omit for plaintext. */
+      ssl: z.strictObject({ ...tlsFiles, rejectUnauthorized: z.boolean().default(true) }).optional(),
+      sasl: z
+        .strictObject({
+          mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+          username: z.string().min(1),
+          password: z.string().min(1),
+        })
+        .optional(),
     }),
     postgres: z.strictObject({
       url: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL'),
@@ -67,6 +85,13 @@ export const configSchema = z
       poolSize: positiveInt.optional(),
       statementTimeoutMs: z.number().int().nonnegative().default(0),
       connectionTimeoutMs: positiveInt.default(10_000),
+      /**
+       * TLS to Postgres, as libpq's sslmode: require (encrypt, trust any certificate),
+       * verify-ca (the certificate chains to `ca`), verify-full (and names the host).
+       */
+      ssl: z
+        .strictObject({ mode: z.enum(['disable', 'require', 'verify-ca', 'verify-full']), ...tlsFiles })
+        .optional(),
     }),
     schemaRegistry: z
       .strictObject({
@@ -151,6 +176,18 @@ export const configSchema = z
         path: ['postgres', 'poolSize'],
         message: `must be at least backpressure.maxConcurrentFlushes (${c.backpressure.maxConcurrentFlushes})`,
       });
+    }
+    const pgSsl = c.postgres.ssl;
+    if (pgSsl && (pgSsl.mode === 'verify-ca' || pgSsl.mode === 'verify-full') && !pgSsl.ca) {
+      ctx.addIssue({ code: 'custom', path: ['postgres', 'ssl', 'ca'], message: `sslmode ${pgSsl.mode} needs a CA file to verify against` });
+    }
+    for (const [path, tls] of [
+      [['kafka', 'ssl'], c.kafka.ssl],
+      [['postgres', 'ssl'], c.postgres.ssl],
+    ] as const) {
+      if (tls && Boolean(tls.cert) !== Boolean(tls.key)) {
+        ctx.addIssue({ code: 'custom', path: [...path, tls.cert ? 'key' : 'cert'], message: 'client cert and key go together' });
+      }
     }
     if (c.shutdown.deadlineMs <= c.batch.lingerMs) {
       ctx.addIssue({

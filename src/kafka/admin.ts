@@ -1,5 +1,5 @@
 // The few admin operations replay and status need, behind a narrow interface.
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, type KafkaConfig } from 'kafkajs';
 import { PgsinkError } from '../util/errors.ts';
 
 export interface GroupMember {
@@ -26,8 +26,12 @@ export interface GroupAdmin {
   close(): Promise<void>;
 }
 
-export async function connectAdmin(brokers: string[], clientId: string): Promise<GroupAdmin> {
-  const kafka = new Kafka({ clientId, brokers, logLevel: logLevel.NOTHING, retry: { retries: 3 } });
+export async function connectAdmin(
+  connection: Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl' | 'connectionTimeout'>,
+  clientId: string,
+): Promise<GroupAdmin> {
+  const brokers = connection.brokers as string[];
+  const kafka = new Kafka({ clientId, ...connection, logLevel: logLevel.NOTHING, retry: { retries: 3 } });
   const admin = kafka.admin();
   try {
     await admin.connect();

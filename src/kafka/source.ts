@@ -10,7 +10,7 @@
 // - Every rebalance is eager: all partitions are revoked, fetch positions fall back to the
 //   committed offsets, and GROUP_JOIN announces the new assignment before fetching resumes.
 // - pause() does not stop batches already fetched from reaching eachBatch.
-import { Kafka, logLevel as KafkaLogLevel, type Consumer, type EachBatchPayload, type KafkaMessage, type LogEntry } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel, type Consumer, type EachBatchPayload, type KafkaConfig, type KafkaMessage, type LogEntry } from 'kafkajs';
 import type { Logger } from 'pino';
 
 export interface TopicPartition {
@@ -46,7 +46,8 @@ export interface KafkaSource {
 }
 
 export interface KafkaSourceOptions {
-  brokers: string[];
+  /** Brokers, TLS and SASL (src/kafka/client-options.ts). */
+  connection: Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl' | 'connectionTimeout'>;
   clientId: string;
   groupId: string;
   topics: string[];
@@ -55,7 +56,6 @@ export interface KafkaSourceOptions {
   heartbeatIntervalMs: number;
   rebalanceTimeoutMs: number;
   maxBytesPerPartition: number;
-  connectionTimeoutMs: number;
   logger: Logger;
 }
 
@@ -84,8 +84,7 @@ function kafkaLogger(logger: Logger) {
 export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
   const kafka = new Kafka({
     clientId: opts.clientId,
-    brokers: opts.brokers,
-    connectionTimeout: opts.connectionTimeoutMs,
+    ...opts.connection,
     logLevel: KafkaLogLevel.WARN,
     logCreator: kafkaLogger(opts.logger),
     retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },

@@ -1,7 +1,9 @@
 // Wires config → Postgres pool, Kafka source, routes and the sink service.
 import pg from 'pg';
 import type { Config } from '../config/schema.ts';
+import { kafkaConnection } from '../kafka/client-options.ts';
 import { createKafkaSource, type KafkaSource } from '../kafka/source.ts';
+import { pgClientConfig } from '../sink/connection.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 import { errorMessage } from '../util/errors.ts';
@@ -25,9 +27,8 @@ export interface PipelineOptions {
 
 export function createPool(config: Config, logger: Logger): pg.Pool {
   const pool = new pg.Pool({
-    connectionString: config.postgres.url,
+    ...pgClientConfig(config),
     max: config.postgres.poolSize ?? config.backpressure.maxConcurrentFlushes + 1,
-    connectionTimeoutMillis: config.postgres.connectionTimeoutMs,
     idleTimeoutMillis: 30_000,
     application_name: `pgsink:${config.kafka.groupId}`,
     ...(config.postgres.statementTimeoutMs ? { statement_timeout: config.postgres.statementTimeoutMs } : {}),
@@ -42,7 +43,7 @@ export function createPipeline(config: Config, opts: PipelineOptions): Pipeline 
   const routes = buildRoutes(config);
   const pool = createPool(config, opts.logger);
   let source: KafkaSource = createKafkaSource({
-    brokers: config.kafka.brokers,
+    connection: kafkaConnection(config),
     clientId: config.kafka.clientId,
     groupId: config.kafka.groupId,
     topics: [...routes.keys()],
@@ -51,7 +52,6 @@ export function createPipeline(config: Config, opts: PipelineOptions): Pipeline 
     heartbeatIntervalMs: config.kafka.heartbeatIntervalMs,
     rebalanceTimeoutMs: config.kafka.rebalanceTimeoutMs,
     maxBytesPerPartition: config.kafka.maxBytesPerPartition,
-    connectionTimeoutMs: config.kafka.connectionTimeoutMs,
     logger: opts.logger,
   });
   if (opts.wrapSource) source = opts.wrapSource(source);

@@ -102,7 +102,12 @@ export class SinkService {
   async start(): Promise<void> {
     if (this.state !== 'new') throw new Error(`start() called in state ${this.state}`);
     this.state = 'starting';
-    const client = await this.checkout();
+    let client: pg.PoolClient;
+    try {
+      client = await this.checkout();
+    } catch (err) {
+      throw connectError(err, this.d.config);
+    }
     try {
       await ensureSinkTables(client, this.tables);
       for (const route of this.d.routes.values()) {
@@ -607,6 +612,26 @@ export class SinkService {
       for (const st of this.states.values()) this.maybeFlush(st);
     }
   }
+}
+
+/** The first connection failed: say where, why, and what to check. */
+function connectError(err: unknown, config: Config): PgsinkError {
+  const msg = errorMessage(err);
+  let where = 'the configured server';
+  try {
+    where = new URL(config.postgres.url).host;
+  } catch {
+    // keep the generic wording; the URL is validated at start-up anyway
+  }
+  const tls = /certificate|self.signed|SSL|TLS|verify/i.test(msg);
+  const hint = tls
+    ? ' Check postgres.ssl: the CA file must sign the server certificate (verify-ca/verify-full), and verify-full needs the host name in it.'
+    : ' Check postgres.url, that the server is up, and that it accepts this user.';
+  return new PgsinkError('postgres', `cannot connect to PostgreSQL at ${where}: ${msg}.${hint}`, {
+    code: (err as { code?: string }).code ?? 'CONNECT_FAILED',
+    retriable: true,
+    cause: err,
+  });
 }
 
 function traceparentsOf(entries: readonly Entry[]): string[] {

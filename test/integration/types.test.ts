@@ -172,7 +172,7 @@ describe('type mapping', () => {
              to_json(ai)::text AS ai, to_json("as")::text AS "as", to_json(an)::text AS an
         FROM ${f.table} ORDER BY id`);
     expect(rows).toHaveLength(records.length);
-    const num = (s: string | null) => Number(s);
+    const num = (s: string | null | undefined) => Number(s);
     for (const r of records) {
       const row = rows[r.id]!;
       const got = {
