@@ -9,7 +9,8 @@
 #   stack/kafka.sh status   exit 0 when running
 #
 # Environment: KAFKA_PORT (19092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1),
-# KAFKA_STACK_DIR (.stack/kafka), KAFKA_START_TIMEOUT seconds (60), KAFKA_HEAP (512m), JAVA (java).
+# KAFKA_STACK_DIR (.stack/kafka), KAFKA_START_TIMEOUT seconds (60), KAFKA_HEAP (512m), JAVA (java),
+# KAFKA_SASL_PORT (none: a SASL/SCRAM listener there, user KAFKA_SASL_USER / KAFKA_SASL_PASSWORD).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -20,6 +21,10 @@ KAFKA_STACK_DIR=${KAFKA_STACK_DIR:-$root/.stack/kafka}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
 KAFKA_HEAP=${KAFKA_HEAP:-512m}
 JAVA=${JAVA:-java}
+# Optional second listener with SASL/SCRAM (SHA-256 and SHA-512) for testing secure clients.
+KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-}
+KAFKA_SASL_USER=${KAFKA_SASL_USER:-pgsink}
+KAFKA_SASL_PASSWORD=${KAFKA_SASL_PASSWORD:-pgsink-secret}
 libs="$root/.cache/kafka-$KAFKA_VERSION/libs"
 pidfile="$KAFKA_STACK_DIR/kafka.pid"
 log="$KAFKA_STACK_DIR/kafka.log"
@@ -54,14 +59,22 @@ fetch() {
 
 write_config() {
   mkdir -p "$KAFKA_STACK_DIR"
+  local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT" sasl=""
+  if [ -n "$KAFKA_SASL_PORT" ]; then
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    sasl="sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  fi
   cat >"$KAFKA_STACK_DIR/server.properties" <<CFG
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$listeners,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+$sasl
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KAFKA_STACK_DIR/data
 num.partitions=1
@@ -90,7 +103,7 @@ start() {
     return 0
   fi
   need_java
-  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" $KAFKA_SASL_PORT; do
     port_open "$p" && die "port $p on 127.0.0.1 is taken by another process. Fix: stop it, or choose free ports with KAFKA_PORT=<port> (the controller uses KAFKA_PORT+1 or KAFKA_CONTROLLER_PORT)."
   done
   fetch
@@ -99,8 +112,14 @@ start() {
   if [ ! -f "$KAFKA_STACK_DIR/data/meta.properties" ]; then
     local id
     id=$("$JAVA" -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+    local scram=()
+    if [ -n "$KAFKA_SASL_PORT" ]; then
+      # KRaft stores SCRAM credentials in the metadata log; they are written at format time.
+      scram=(--add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]"
+        --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]")
+    fi
     "$JAVA" -Dlog4j.configuration="file:$KAFKA_STACK_DIR/log4j.properties" -cp "$cp" kafka.tools.StorageTool format \
-      -t "$id" -c "$KAFKA_STACK_DIR/server.properties" >"$KAFKA_STACK_DIR/format.log" 2>&1 ||
+      -t "$id" -c "$KAFKA_STACK_DIR/server.properties" "${scram[@]}" >"$KAFKA_STACK_DIR/format.log" 2>&1 ||
       { cat "$KAFKA_STACK_DIR/format.log" >&2; die "formatting the KRaft log dir $KAFKA_STACK_DIR/data failed (above)"; }
   fi
   # setsid: the broker must not receive the terminal's or make's signals; stop() owns it.

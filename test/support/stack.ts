@@ -14,6 +14,8 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface Stack {
   kafkaBrokers: string;
+  /** A SASL/SCRAM listener of the same broker (user pgsink / pgsink-secret), or '' when none. */
+  kafkaSaslBrokers: string;
   /** URL of a database created for this run; dropped by stop(). */
   databaseUrl: string;
   stop(): Promise<void>;
@@ -21,6 +23,7 @@ export interface Stack {
 
 interface Service {
   url: string;
+  saslUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -54,16 +57,19 @@ async function localKafka(): Promise<Service> {
   // Two consecutive free ports are not guaranteed; ask for each explicitly.
   const port = await freePort();
   const controllerPort = await freePort();
+  const saslPort = await freePort();
   const dir = `${root}.stack/test-kafka-${process.pid}`;
   const env = {
     KAFKA_PORT: String(port),
     KAFKA_CONTROLLER_PORT: String(controllerPort),
+    KAFKA_SASL_PORT: String(saslPort),
     KAFKA_STACK_DIR: dir,
   };
   await script(['./stack/kafka.sh', 'fetch'], env, 660_000);
   await script(['./stack/kafka.sh', 'start'], env, 90_000);
   return {
     url: `127.0.0.1:${port}`,
+    saslUrl: `127.0.0.1:${saslPort}`,
     stop: async () => {
       await script(['./stack/kafka.sh', 'stop'], env, 60_000);
       await rm(dir, { recursive: true, force: true });
@@ -138,6 +144,7 @@ export async function startStack(): Promise<Stack> {
   };
   try {
     let kafkaBrokers = process.env['KAFKA_BROKERS'];
+    let kafkaSaslBrokers = process.env['KAFKA_SASL_BROKERS'] ?? '';
     let adminUrl = process.env['DATABASE_URL'];
     if (mode === 'docker' && (!kafkaBrokers || !adminUrl)) {
       const { kafka, postgres } = await dockerServices();
@@ -154,10 +161,11 @@ export async function startStack(): Promise<Stack> {
       const kafka = await localKafka();
       cleanups.push(kafka.stop);
       kafkaBrokers = kafka.url;
+      kafkaSaslBrokers = kafka.saslUrl ?? '';
     }
     const db = await createDatabase(adminUrl);
     cleanups.push(db.drop);
-    return { kafkaBrokers, databaseUrl: db.url, stop: stopAll };
+    return { kafkaBrokers, kafkaSaslBrokers, databaseUrl: db.url, stop: stopAll };
   } catch (err) {
     await stopAll().catch(() => undefined);
     throw err;
