@@ -30,7 +30,7 @@ describe('pgsink run: SIGTERM', () => {
         routes: [f.route],
       }),
     );
-    await produceOrders(kafka, f.topic, 0, N);
+    await produceOrders(kafka, f.topic, 0, N / 2);
 
     const first = startCli(['run', '--config', config]);
     await waitFor('some rows', () => countRows(pool, f.table), (n) => n > 0, 60_000, 20);
@@ -43,9 +43,12 @@ describe('pgsink run: SIGTERM', () => {
     expect(first.stderr()).toContain('draining and stopping');
     expect(first.stderr()).toContain('"msg":"stopped"');
     const afterFirst = await countRows(pool, f.table);
+    // The second half arrives while no consumer runs: only the restart can land it.
+    await produceOrders(kafka, f.topic, N / 2, N / 2);
 
     const second = startCli(['run', '--config', config]);
     try {
+      await waitFor('second consuming', async () => second.stderr(), (s) => s.includes('"msg":"consuming"'), 30_000);
       await waitFor('all rows after restart', () => countRows(pool, f.table), (n) => n >= N, 60_000);
     } finally {
       second.child.kill('SIGTERM');
@@ -56,5 +59,6 @@ describe('pgsink run: SIGTERM', () => {
     );
     expect({ n: Number(rows[0]!.n), d: Number(rows[0]!.d) }).toEqual({ n: N, d: N });
     expect(afterFirst).toBeGreaterThan(0);
+    expect(afterFirst).toBeLessThanOrEqual(N / 2);
   });
 });
