@@ -65,6 +65,8 @@ const floorDiv = (a: bigint, b: bigint): bigint => {
  * 'YYYY-MM-DD HH:MM:SS.ffffff' (+ '+00' when `utc`), with ' BC' for years before 1.
  */
 export function formatTimestamp(value: bigint, unitsPerSecond: 1000n | 1000000n, utc: boolean): string {
+  const fast = formatTimestampFast(value, unitsPerSecond, utc);
+  if (fast !== undefined) return fast;
   const unitsPerDay = DAY_MS * (unitsPerSecond / 1000n);
   const days = floorDiv(value, unitsPerDay);
   let rest = value - days * unitsPerDay;
@@ -81,6 +83,24 @@ export function formatTimestamp(value: bigint, unitsPerSecond: 1000n | 1000000n,
   return `${pad(year, 4)}-${pad(m, 2)}-${pad(d, 2)} ${pad(hh, 2)}:${pad(mm, 2)}:${pad(ss, 2)}.${pad(frac, fracDigits)}${tz}${bc ? ' BC' : ''}`;
 }
 
+// Years 1..9999 with a safe-integer count: Date does the calendar (the hot path: every
+// timestamp column of every row). The BigInt path above handles everything else exactly.
+const MIN_MS = -62_135_596_800_000; // 0001-01-01T00:00:00Z
+const MAX_MS = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+const FRAC3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
+
+function formatTimestampFast(value: bigint, unitsPerSecond: 1000n | 1000000n, utc: boolean): string | undefined {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) return undefined;
+  const micros = unitsPerSecond === 1000000n;
+  const ms = micros ? Math.floor(n / 1000) : n;
+  if (ms < MIN_MS || ms > MAX_MS) return undefined;
+  const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const tz = utc ? '+00' : '';
+  const tail = micros ? FRAC3[n - ms * 1000]! : '';
+  return `${iso.slice(0, 10)} ${iso.slice(11, 23)}${tail}${tz}`;
+}
+
 /** Time of day from an integer count of units since midnight. */
 export function formatTime(value: bigint, unitsPerSecond: 1000n | 1000000n): string {
   const fracDigits = unitsPerSecond === 1000n ? 3 : 6;
@@ -92,11 +112,22 @@ export function formatTime(value: bigint, unitsPerSecond: 1000n | 1000000n): str
 /** Avro decimal: big-endian two's complement unscaled integer, then the scale. */
 export function formatDecimal(bytes: Uint8Array, scale: number): string {
   if (bytes.length === 0) return '0';
-  let n = 0n;
-  for (const b of bytes) n = (n << 8n) | BigInt(b);
-  if (bytes[0]! & 0x80) n -= 1n << BigInt(bytes.length * 8);
-  const negative = n < 0n;
-  let digits = (negative ? -n : n).toString();
+  let negative: boolean;
+  let digits: string;
+  if (bytes.length <= 6) {
+    // Up to 48 bits is exact in a double: no BigInt on the common path (money amounts).
+    let n = 0;
+    for (const b of bytes) n = n * 256 + b;
+    if (bytes[0]! & 0x80) n -= 2 ** (bytes.length * 8);
+    negative = n < 0;
+    digits = String(negative ? -n : n);
+  } else {
+    let n = 0n;
+    for (const b of bytes) n = (n << 8n) | BigInt(b);
+    if (bytes[0]! & 0x80) n -= 1n << BigInt(bytes.length * 8);
+    negative = n < 0n;
+    digits = (negative ? -n : n).toString();
+  }
   if (scale > 0) {
     digits = digits.padStart(scale + 1, '0');
     digits = `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;

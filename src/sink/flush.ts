@@ -22,7 +22,7 @@ import { classifyPgError, copyLineOf, describePgError, sinkError, sqlstateOf } f
 export interface SourceRecord {
   key: Buffer | null;
   value: Buffer | null;
-  headers: IHeaders | undefined;
+  headers?: IHeaders | undefined;
   timestamp: string;
 }
 
