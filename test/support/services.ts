@@ -16,11 +16,28 @@ export function kafkaClient(clientId = uniqueName('test')): Kafka {
   return new Kafka({ clientId, brokers: kafkaBrokers(), logLevel: logLevel.NOTHING });
 }
 
+/**
+ * Creates a topic and waits until every partition has a leader. On a loaded machine the
+ * broker can answer "does not host this topic-partition" while leaders are elected, so
+ * both steps retry (bounded).
+ */
 export async function createTopic(kafka: Kafka, topic: string, numPartitions: number): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
+  const until = Date.now() + 30_000;
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions, replicationFactor: 1 }], waitForLeaders: true });
+    for (;;) {
+      try {
+        await admin.createTopics({ topics: [{ topic, numPartitions, replicationFactor: 1 }], waitForLeaders: false });
+        const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+        const parts = topics[0]?.partitions ?? [];
+        if (parts.length === numPartitions && parts.every((p) => p.leader >= 0)) return;
+      } catch (err) {
+        if (Date.now() > until) throw err;
+      }
+      if (Date.now() > until) throw new Error(`topic ${topic} has no leaders after 30 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   } finally {
     await admin.disconnect();
   }
