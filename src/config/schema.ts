@@ -50,6 +50,11 @@ export const routeSchema = z.strictObject({
   autoCreate: z.boolean().default(false),
   /** Add missing columns (nullable) when the reader schema gained fields. Never drops or alters. */
   autoEvolve: z.boolean().default(false),
+  /**
+   * Above this many dead letters in a minute the deployment is clearly broken (a wrong
+   * schema, a wrong table): the route stops consuming and the process reports not ready.
+   */
+  maxDeadLettersPerMinute: positiveInt.optional(),
   /** Offline mode: writer schema id → .avsc file, for ids the registry would otherwise resolve. */
   schemaIds: z.record(z.string().regex(/^\d+$/, 'schema ids are integers'), z.string()).default({}),
 });

@@ -79,6 +79,8 @@ export class SinkService {
   private joined = false;
   private fatalError: Error | undefined;
   private idleWaiters: Array<() => void> = [];
+  private readonly halted = new Map<string, string>();
+  private readonly deadLetterWindow = new Map<string, Array<[number, number]>>();
   state: ServiceState = 'new';
 
   private readonly d: SinkServiceDeps;
@@ -91,7 +93,12 @@ export class SinkService {
 
   /** Joined the group at least once and not stopping. */
   get ready(): boolean {
-    return this.joined && this.state === 'running';
+    return this.joined && this.state === 'running' && this.halted.size === 0;
+  }
+
+  /** Routes stopped by their dead-letter rate limit, with the reason. */
+  get haltedRoutes(): ReadonlyMap<string, string> {
+    return this.halted;
   }
 
   get failure(): Error | undefined {
@@ -346,7 +353,7 @@ export class SinkService {
   // ---------------------------------------------------------------- flushing
 
   private maybeFlush(st: PartitionState): void {
-    if (st.inFlight || !st.assigned) return;
+    if (st.inFlight || !st.assigned || this.halted.has(st.tp.topic)) return;
     const now = this.d.clock.now();
     if (st.holdUntil !== undefined && now < st.holdUntil) return;
     let reason: FlushReason | null = st.buffer.flushReason(now);
@@ -411,6 +418,7 @@ export class SinkService {
         st.holdReason = undefined;
       }
       if (st.assigned) await this.commit(st, outcome.nextOffset);
+      if (outcome.deadLettered > 0) this.checkDeadLetterRate(st.route, outcome.deadLettered);
     } catch (err) {
       if (client) {
         this.activeClients.delete(client);
@@ -437,6 +445,23 @@ export class SinkService {
       // tools and the next assignment. A failed one costs at most a re-read that the fence drops.
       this.d.logger.warn({ err: errorMessage(err), ...st.tp, offset }, 'kafka offset commit failed (rows are safe in Postgres)');
     }
+  }
+
+  private checkDeadLetterRate(route: RouteRuntime, count: number): void {
+    const limit = route.config.maxDeadLettersPerMinute;
+    if (limit === undefined || this.halted.has(route.config.topic)) return;
+    const now = this.d.clock.now();
+    const window = (this.deadLetterWindow.get(route.config.topic) ?? []).filter(([t]) => t > now - 60_000);
+    window.push([now, count]);
+    this.deadLetterWindow.set(route.config.topic, window);
+    const total = window.reduce((n, [, c]) => n + c, 0);
+    if (total <= limit) return;
+    const reason =
+      `route ${route.config.topic}: ${total} dead letters in the last minute exceed maxDeadLettersPerMinute (${limit}); ` +
+      `the route stopped consuming. Look at ${this.tables.deadLetters} for the reasons, fix the producer, schema or table, then restart.`;
+    this.halted.set(route.config.topic, reason);
+    this.d.logger.error({ route: route.config.topic, deadLetters: total, limit }, reason);
+    this.applyBackpressure();
   }
 
   /** Keeps a partition paused and retries after a capped, jittered backoff. */
@@ -508,7 +533,7 @@ export class SinkService {
     for (const st of this.states.values()) {
       if (!st.assigned) continue;
       assigned.push(st.key);
-      if (st.holdUntil !== undefined) held.add(st.key);
+      if (st.holdUntil !== undefined || this.halted.has(st.tp.topic)) held.add(st.key);
     }
     const { pause, resume } = this.bp.evaluate(assigned, held);
     const toPause = pause.filter((k) => !this.kafkaPaused.has(k) && this.state === 'running');

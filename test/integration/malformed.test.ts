@@ -112,3 +112,41 @@ describe('malformed input', () => {
     expect(raw[0]!.error_message).toContain('magic byte is 1');
   });
 });
+
+describe('dead-letter rate limit', () => {
+  it('stops the route and reports not ready when a deployment is clearly broken', async () => {
+    const topic = uniqueName('dlrate_t');
+    const schema = uniqueName('dlrate_s');
+    await pool.query(`CREATE SCHEMA "${schema}"`);
+    await createTopic(kafka, topic, 1);
+    const route = routeSchema.parse({
+      topic,
+      table: `${schema}.orders`,
+      schema: ORDERS_SCHEMA_PATH,
+      autoCreate: true,
+      maxDeadLettersPerMinute: 3,
+    });
+    const f = { topic, groupId: uniqueName('dlrate_g'), table: `"${schema}".orders`, schema, route };
+    const p = createPipeline(testConfig(f), { logger: createLogger('fatal') });
+    await p.service.start();
+    const producer = await connectedProducer(kafka);
+    try {
+      await waitFor('joined', async () => p.service.ready, Boolean, 30_000);
+      await producer.send({ topic, messages: Array.from({ length: 10 }, () => ({ value: Buffer.from('not avro at all') })) });
+      await waitFor('route halted', async () => p.service.haltedRoutes.size, (n) => n === 1, 30_000);
+      expect(p.service.ready).toBe(false);
+      expect(p.service.haltedRoutes.get(topic)).toMatch(/10 dead letters in the last minute exceed maxDeadLettersPerMinute \(3\)/);
+      // Nothing more is consumed: a good record waits, unacknowledged.
+      const type = ordersType();
+      await producer.send({ topic, messages: [{ value: frame(1, type.toBuffer({ ...sampleOrder(1, prng(1)), note: null })) }] });
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(await countRows(pool, f.table)).toBe(0);
+      expect(p.service.pausedPartitions).toEqual([`${topic}:0`]);
+      const committed = await committedOffsets(kafka, f.groupId, topic);
+      expect(committed.get(0)).toBe(10);
+    } finally {
+      await producer.disconnect();
+      await p.service.stop();
+    }
+  });
+});
