@@ -7,6 +7,8 @@ import pg from 'pg';
 import { createPipeline } from '../pipeline/app.ts';
 import { buildRoutes } from '../pipeline/routes.ts';
 import { pgClientConfig } from '../sink/connection.ts';
+import { createCheckPool, HttpServer, postgresCheck } from '../telemetry/http-server.ts';
+import { createTelemetry } from '../telemetry/otel.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { ConfigError, errorMessage } from '../util/errors.ts';
@@ -39,8 +41,46 @@ async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
   const config = loadConfig(configPath(values));
   const logger = createLogger(config.log.level);
-  logger.info({ config: redactConfig(config) }, 'starting');
-  const { service } = createPipeline(config, { logger });
+  const telemetry = createTelemetry({
+    groupId: config.kafka.groupId,
+    bufferLimitBytes: config.backpressure.maxTotalBytes,
+    logger,
+    shutdownTimeoutMs: 3_000,
+  });
+  logger.info({ config: redactConfig(config), telemetry: telemetry.export }, 'starting');
+  const { service } = createPipeline(config, { logger, observer: telemetry.observer });
+  const checkPool = createCheckPool(pgClientConfig(config), {
+    applicationName: `pgsink:${config.kafka.groupId}:readyz`,
+    timeoutMs: config.http.readyTimeoutMs,
+    logger,
+  });
+  const http = new HttpServer({
+    port: config.http.port,
+    ...(config.http.host ? { host: config.http.host } : {}),
+    ready: () => service.ready,
+    checkPostgres: postgresCheck(checkPool),
+    postgresTimeoutMs: config.http.readyTimeoutMs,
+    maxEventLoopStallMs: config.http.maxEventLoopStallMs,
+    metrics: telemetry.metricsHandler,
+    logger,
+  });
+  // Every cleanup step runs, in order, whatever happened before it.
+  const closeAll = async (): Promise<void> => {
+    for (const [name, step] of [
+      ['http server', () => http.stop()],
+      ['readiness pool', () => checkPool.end()],
+      ['telemetry', () => telemetry.shutdown()],
+    ] as const) {
+      await step().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, `closing ${name} failed`));
+    }
+  };
+  // Up before the consumer joins: the startup probe asks /healthz meanwhile.
+  try {
+    await http.start();
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
 
   let signals = 0;
   const done = new Promise<number>((resolve) => {
@@ -67,6 +107,7 @@ async function run(argv: string[]): Promise<number> {
     await service.start();
   } catch (err) {
     await service.stop(5_000).catch(() => undefined);
+    await closeAll();
     throw err;
   }
   logger.info('consuming');
@@ -80,6 +121,7 @@ async function run(argv: string[]): Promise<number> {
     t.unref();
   });
   const code = await Promise.race([done, failed]);
+  await closeAll();
   logger.flush();
   return code;
 }

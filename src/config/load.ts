@@ -41,6 +41,8 @@ const ENV_OVERRIDES: ReadonlyArray<readonly [string, readonly string[], Kind]> =
   ['PGSINK_RETRY_MAX_MS', ['retry', 'maxMs'], 'int'],
   ['PGSINK_SHUTDOWN_DEADLINE_MS', ['shutdown', 'deadlineMs'], 'int'],
   ['PGSINK_LOG_LEVEL', ['log', 'level'], 'string'],
+  ['PGSINK_HTTP_PORT', ['http', 'port'], 'int'],
+  ['PGSINK_HTTP_HOST', ['http', 'host'], 'string'],
 ];
 
 /** Variables that start with PGSINK_ but are not overrides. */

@@ -131,6 +131,15 @@ export const configSchema = z
       .strictObject({ initialMs: positiveInt.default(200), maxMs: positiveInt.default(10_000) })
       .default({ initialMs: 200, maxMs: 10_000 }),
     shutdown: z.strictObject({ deadlineMs: positiveInt.default(25_000) }).default({ deadlineMs: 25_000 }),
+    http: z
+      .strictObject({
+        /** /metrics, /healthz, /readyz; 0 picks a free port. */
+        port: z.number().int().min(0).max(65535).default(9464),
+        host: z.string().min(1).optional(),
+        readyTimeoutMs: positiveInt.default(1_000),
+        maxEventLoopStallMs: positiveInt.default(5_000),
+      })
+      .default({ port: 9464, readyTimeoutMs: 1_000, maxEventLoopStallMs: 5_000 }),
     log: z
       .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
       .default({ level: 'info' }),

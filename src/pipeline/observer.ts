@@ -22,10 +22,19 @@ export interface FlushReport {
 
 export const MAX_TRACE_LINKS = 16;
 
+/** A flush that failed: what it tried to write. */
+export type FailedFlush = Omit<FlushReport, 'outcome'>;
+
+export interface FailureDetail {
+  /** 'flush', 'decode' or 'schema registry'. */
+  stage: string;
+  batch?: FailedFlush;
+}
+
 export interface SinkObserver {
   recordsConsumed(topic: string, partition: number, count: number): void;
   flushed(report: FlushReport): void;
-  flushFailed(topic: string, partition: number, err: Error, attempt: number): void;
+  flushFailed(topic: string, partition: number, err: Error, attempt: number, detail?: FailureDetail): void;
   committed(topic: string, partition: number, offset: number, durationMs: number): void;
   paused(topic: string, partition: number, reason: string): void;
   resumed(topic: string, partition: number): void;

@@ -24,7 +24,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { backoffDelay } from '../util/backoff.ts';
 import type { Clock } from '../util/clock.ts';
 import { errorMessage, PgsinkError, RecordError } from '../util/errors.ts';
-import { MAX_TRACE_LINKS, type SinkObserver } from './observer.ts';
+import { MAX_TRACE_LINKS, type FailedFlush, type SinkObserver } from './observer.ts';
 import type { RouteRuntime } from './routes.ts';
 
 /** Per-record overhead on top of its bytes: the entry object, offsets, strings' headers. */
@@ -426,10 +426,26 @@ export class SinkService {
         this.checkin(client, true);
       }
       const e = err instanceof Error ? err : new Error(String(err));
-      if (epoch !== st.epoch) return;
+      const failed: FailedFlush = {
+        topic: st.tp.topic,
+        partition: st.tp.partition,
+        firstOffset: entries[0]!.offset,
+        lastOffset: entries[entries.length - 1]!.offset,
+        rows: entries.length,
+        bytes: batch.bytes,
+        reason: batch.reason,
+        durationMs: this.d.clock.now() - started,
+        table: st.route.config.table,
+        mode: st.route.config.mode,
+        traceparents: traceparentsOf(entries),
+      };
+      if (epoch !== st.epoch) {
+        this.d.observer.flushFailed(st.tp.topic, st.tp.partition, e, st.attempts, { stage: 'flush', batch: failed });
+        return;
+      }
       st.buffer.requeue(batch);
       st.inFlightBytes = 0;
-      this.hold(st, e, 'flush');
+      this.hold(st, e, 'flush', failed);
     }
   }
 
@@ -465,12 +481,12 @@ export class SinkService {
   }
 
   /** Keeps a partition paused and retries after a capped, jittered backoff. */
-  private hold(st: PartitionState, err: Error, what: string): void {
+  private hold(st: PartitionState, err: Error, what: string, batch?: FailedFlush): void {
     const delay = backoffDelay(st.attempts, this.d.config.retry, this.d.random);
     st.attempts++;
     st.holdUntil = this.d.clock.now() + delay;
     st.holdReason = what;
-    this.d.observer.flushFailed(st.tp.topic, st.tp.partition, err, st.attempts);
+    this.d.observer.flushFailed(st.tp.topic, st.tp.partition, err, st.attempts, { stage: what, ...(batch ? { batch } : {}) });
     const code = err instanceof PgsinkError ? err.code : (err as { code?: string }).code;
     this.d.logger.warn(
       { ...st.tp, attempt: st.attempts, retryInMs: delay, code, err: errorMessage(err) },
@@ -661,14 +677,15 @@ function connectError(err: unknown, config: Config): PgsinkError {
 }
 
 function traceparentsOf(entries: readonly Entry[]): string[] {
-  const out: string[] = [];
+  // Distinct: a producer batch often shares one trace context.
+  const out = new Set<string>();
   for (const e of entries) {
     const h = e.src.headers?.['traceparent'];
     if (h === undefined) continue;
-    out.push((Array.isArray(h) ? h[0]! : h).toString());
-    if (out.length >= MAX_TRACE_LINKS) break;
+    out.add((Array.isArray(h) ? h[0]! : h).toString());
+    if (out.size >= MAX_TRACE_LINKS) break;
   }
-  return out;
+  return [...out];
 }
 
 function onCheckedOutError(): void {

@@ -50,22 +50,11 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace';
-import type { FlushReport, SinkObserver } from '../pipeline/observer.ts';
+import type { FailedFlush, FailureDetail, FlushReport, SinkObserver } from '../pipeline/observer.ts';
 import type { Logger } from './logger.ts';
 import * as N from './names.ts';
 
-/** A flush that failed: what the span and the duration histogram need. */
-export type FailedFlush = Omit<FlushReport, 'outcome'>;
-
-/**
- * Optional fifth argument of SinkObserver.flushFailed (proposed): which stage failed and,
- * for a failed flush transaction, the batch it carried. Without it a failure is counted but
- * gets no span, since there is no start time or offset range to put on one.
- */
-export interface FailureDetail {
-  stage: string;
-  batch?: FailedFlush;
-}
+export type { FailedFlush, FailureDetail } from '../pipeline/observer.ts';
 
 export interface TelemetryOptions {
   /** Consumer group: an attribute on every metric and span. */

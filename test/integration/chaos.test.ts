@@ -30,6 +30,7 @@ describe('kill -9 chaos', () => {
         postgres: { url: databaseUrl(), schema: `${f.schema}_pgsink` },
         batch: { maxRows: 400, maxBytes: 1024 * 1024, lingerMs: 30 },
         shutdown: { deadlineMs: 5_000 },
+        http: { port: 0 },
         log: { level: 'warn' },
         routes: [f.route],
       }),

@@ -26,6 +26,7 @@ describe('pgsink run: SIGTERM', () => {
         postgres: { url: databaseUrl(), schema: `${f.schema}_pgsink` },
         batch: { maxRows: 2_000, maxBytes: 1024 * 1024, lingerMs: 100 },
         shutdown: { deadlineMs },
+        http: { port: 0 },
         log: { level: 'info' },
         routes: [f.route],
       }),

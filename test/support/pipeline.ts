@@ -45,6 +45,7 @@ export function testConfig(f: Fixture, overrides: TestOverrides = {}): Config {
       batch: { maxRows: 5_000, maxBytes: 4 * 1024 * 1024, lingerMs: 100 },
       retry: { initialMs: 100, maxMs: 1_000 },
       shutdown: { deadlineMs: 10_000 },
+      http: { port: 0 },
       log: { level: 'warn' },
       routes: [f.route],
       ...rest,
