@@ -73,9 +73,16 @@ export class RouteDecoder {
     }
     try {
       const body = value.subarray(HEADER_SIZE);
-      return resolver === null ? this.readerType.fromBuffer(body) : this.readerType.fromBuffer(body, resolver);
+      return resolver === null
+        ? this.readerType.fromBuffer(body)
+        : this.readerType.fromBuffer(body, resolver);
     } catch (err) {
-      throw new RecordError('avro', 'MALFORMED_BODY', `Avro body does not decode with schema id ${id}: ${(err as Error).message}`, err);
+      throw new RecordError(
+        'avro',
+        'MALFORMED_BODY',
+        `Avro body does not decode with schema id ${id}: ${(err as Error).message}`,
+        err,
+      );
     }
   }
 }

@@ -65,18 +65,27 @@ export class RegistryClient implements WriterSchemas {
   }
 
   private async fetchSchema(id: number): Promise<AvroType> {
-    const url = new URL(`schemas/ids/${id}`, this.opts.url.endsWith('/') ? this.opts.url : `${this.opts.url}/`);
-    const headers: Record<string, string> = { accept: 'application/vnd.schemaregistry.v1+json, application/json' };
+    const url = new URL(
+      `schemas/ids/${id}`,
+      this.opts.url.endsWith('/') ? this.opts.url : `${this.opts.url}/`,
+    );
+    const headers: Record<string, string> = {
+      accept: 'application/vnd.schemaregistry.v1+json, application/json',
+    };
     if (this.authHeader) headers['authorization'] = this.authHeader;
     let res: Response;
     try {
       res = await this.fetchImpl(url, { headers, signal: AbortSignal.timeout(this.opts.timeoutMs) });
     } catch (err) {
-      throw new PgsinkError('registry', `schema registry ${url.origin} unreachable: ${(err as Error).message}`, {
-        code: 'REGISTRY_UNREACHABLE',
-        retriable: true,
-        cause: err,
-      });
+      throw new PgsinkError(
+        'registry',
+        `schema registry ${url.origin} unreachable: ${(err as Error).message}`,
+        {
+          code: 'REGISTRY_UNREACHABLE',
+          retriable: true,
+          cause: err,
+        },
+      );
     }
     const body = await res.text();
     // Only the registry's own "schema not found" (40403) condemns the record; any other 404
@@ -142,7 +151,11 @@ export class LocalSchemas implements WriterSchemas {
     const t = this.cached(id);
     if (t) return Promise.resolve(t);
     return Promise.reject(
-      new RecordError('avro', 'UNKNOWN_SCHEMA_ID', `schema id ${id} is not in the route's schemaIds and no registry is configured`),
+      new RecordError(
+        'avro',
+        'UNKNOWN_SCHEMA_ID',
+        `schema id ${id} is not in the route's schemaIds and no registry is configured`,
+      ),
     );
   }
 }

@@ -28,7 +28,8 @@ export function typeForSchema(schema: AvroSchema): AvroType {
   const logicalSeen = new WeakSet<object>();
   const typeHook = (s: AvroSchema): AvroType | undefined => {
     if (s === 'long') return bigintLong;
-    if (typeof s !== 'object' || s === null || Array.isArray(s) || (s as { type?: unknown }).type !== 'long') return undefined;
+    if (typeof s !== 'object' || s === null || Array.isArray(s) || (s as { type?: unknown }).type !== 'long')
+      return undefined;
     const logical = (s as { logicalType?: string }).logicalType;
     if (logical && logical in logicalTypes && !logicalSeen.has(s)) {
       logicalSeen.add(s);
@@ -36,7 +37,12 @@ export function typeForSchema(schema: AvroSchema): AvroType {
     }
     return bigintLong;
   };
-  return avro.Type.forSchema(schema, { registry: { long: bigintLong }, wrapUnions: 'auto', logicalTypes, typeHook });
+  return avro.Type.forSchema(schema, {
+    registry: { long: bigintLong },
+    wrapUnions: 'auto',
+    logicalTypes,
+    typeHook,
+  });
 }
 
 export function parseSchemaText(text: string, origin: string): AvroType {

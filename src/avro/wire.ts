@@ -6,11 +6,19 @@ export const HEADER_SIZE = 5;
 
 export function schemaIdOf(value: Buffer): number {
   if (value.length < HEADER_SIZE) {
-    throw new RecordError('avro', 'TRUNCATED_HEADER', `value has ${value.length} bytes, fewer than the 5-byte Confluent header`);
+    throw new RecordError(
+      'avro',
+      'TRUNCATED_HEADER',
+      `value has ${value.length} bytes, fewer than the 5-byte Confluent header`,
+    );
   }
   const magic = value[0];
   if (magic !== MAGIC_BYTE) {
-    throw new RecordError('avro', 'BAD_MAGIC_BYTE', `magic byte is ${magic}, expected 0 (Confluent wire format)`);
+    throw new RecordError(
+      'avro',
+      'BAD_MAGIC_BYTE',
+      `magic byte is ${magic}, expected 0 (Confluent wire format)`,
+    );
   }
   return value.readInt32BE(1);
 }

@@ -29,7 +29,8 @@ function stack(): { brokers: string; databaseUrl: string } {
     brokers = `127.0.0.1:${process.env['KAFKA_PORT'] ?? 19092}`;
   }
   const databaseUrl =
-    process.env['DATABASE_URL'] ?? execFileSync(`${root}stack/postgres.sh`, ['url'], { encoding: 'utf8' }).trim();
+    process.env['DATABASE_URL'] ??
+    execFileSync(`${root}stack/postgres.sh`, ['url'], { encoding: 'utf8' }).trim();
   return { brokers, databaseUrl };
 }
 
@@ -59,13 +60,22 @@ async function main(): Promise<void> {
   await admin.query(`DROP TABLE IF EXISTS ${table}`);
   await admin.query(createTableSql(table, plan.columns, plan.pgTypes));
 
-  const kafka = new Kafka({ clientId: 'pgsink-demo', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const kafka = new Kafka({
+    clientId: 'pgsink-demo',
+    brokers: brokers.split(','),
+    logLevel: logLevel.NOTHING,
+  });
   const kadmin = kafka.admin();
   await kadmin.connect();
-  await kadmin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }], waitForLeaders: true });
+  await kadmin.createTopics({
+    topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }],
+    waitForLeaders: true,
+  });
   await kadmin.disconnect();
 
-  out(`pgsink demo: ${fmt(EVENTS)} order events → Kafka topic ${topic} (${PARTITIONS} partitions) → ${table}`);
+  out(
+    `pgsink demo: ${fmt(EVENTS)} order events → Kafka topic ${topic} (${PARTITIONS} partitions) → ${table}`,
+  );
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   const type = ordersType();
@@ -86,14 +96,20 @@ async function main(): Promise<void> {
   await Promise.all(inflight);
   await producer.disconnect();
   const produceSec = (performance.now() - p0) / 1000;
-  out(`produced  ${fmt(EVENTS)} events (${(producedBytes / EVENTS).toFixed(0)} B each) in ${produceSec.toFixed(1)} s`);
+  out(
+    `produced  ${fmt(EVENTS)} events (${(producedBytes / EVENTS).toFixed(0)} B each) in ${produceSec.toFixed(1)} s`,
+  );
 
   const config = parseConfig(
     {
       kafka: { brokers: brokers.split(','), groupId, clientId: 'pgsink-demo' },
       postgres: { url: databaseUrl },
       batch: { maxRows: 20_000, maxBytes: 16 * 1024 * 1024, lingerMs: 200 },
-      backpressure: { maxPartitionBytes: 32 * 1024 * 1024, maxTotalBytes: 128 * 1024 * 1024, maxConcurrentFlushes: 4 },
+      backpressure: {
+        maxPartitionBytes: 32 * 1024 * 1024,
+        maxTotalBytes: 128 * 1024 * 1024,
+        maxConcurrentFlushes: 4,
+      },
       log: { level: 'error' },
       routes: [route],
     },
@@ -118,7 +134,9 @@ async function main(): Promise<void> {
   process.stderr.write('\n');
   await service.stop();
 
-  const { rows: [count] } = await admin.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
+  const {
+    rows: [count],
+  } = await admin.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
   const { rows: sample } = await admin.query(
     `SELECT order_id, status, amount, currency, created_at, shipping_city, note, _partition, _offset FROM ${table} ORDER BY order_id LIMIT 3`,
   );
@@ -128,11 +146,22 @@ async function main(): Promise<void> {
   out(`events produced     ${fmt(EVENTS)}`);
   out(`rows in Postgres    ${fmt(Number(count!.n))}   (SELECT count(*) FROM ${table})`);
   out(`dead letters        ${fmt(stats.deadLettered)}`);
-  out(`throughput          ${fmt(EVENTS / consumeSec)} events/s (first fetch → last commit, ${consumeSec.toFixed(2)} s)`);
-  out(`batches             ${fmt(stats.batches)} (by rows ${stats.flushReasons.rows}, bytes ${stats.flushReasons.bytes}, linger ${stats.flushReasons.linger}, drain ${stats.flushReasons.drain}); avg ${fmt(stats.rowsWritten / Math.max(1, stats.batches))} rows`);
-  out(`peak buffered       ${(stats.maxBufferedBytes / 1048576).toFixed(1)} MiB;  peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+  out(
+    `throughput          ${fmt(EVENTS / consumeSec)} events/s (first fetch → last commit, ${consumeSec.toFixed(2)} s)`,
+  );
+  out(
+    `batches             ${fmt(stats.batches)} (by rows ${stats.flushReasons.rows}, bytes ${stats.flushReasons.bytes}, linger ${stats.flushReasons.linger}, drain ${stats.flushReasons.drain}); avg ${fmt(stats.rowsWritten / Math.max(1, stats.batches))} rows`,
+  );
+  out(
+    `peak buffered       ${(stats.maxBufferedBytes / 1048576).toFixed(1)} MiB;  peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`,
+  );
   out('sample rows:');
-  console.table(sample.map((r: Record<string, unknown>) => ({ ...r, created_at: (r['created_at'] as Date).toISOString() })));
+  console.table(
+    sample.map((r: Record<string, unknown>) => ({
+      ...r,
+      created_at: (r['created_at'] as Date).toISOString(),
+    })),
+  );
   out('Kafka is still running for you to explore; `make stack-down` stops it.');
   if (Number(count!.n) !== EVENTS) {
     out(`MISMATCH: expected ${EVENTS} rows`);

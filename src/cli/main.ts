@@ -38,7 +38,11 @@ function configPath(values: { config?: string | undefined }): string | undefined
 }
 
 async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' } },
+    strict: true,
+  });
   const config = loadConfig(configPath(values));
   const logger = createLogger(config.log.level);
   const telemetry = createTelemetry({
@@ -127,7 +131,11 @@ async function run(argv: string[]): Promise<number> {
 }
 
 function check(argv: string[]): number {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' } },
+    strict: true,
+  });
   const config = loadConfig(configPath(values));
   process.stdout.write(`${JSON.stringify(redactConfig(config), null, 2)}\n`);
   return 0;
@@ -169,8 +177,15 @@ async function replayCommand(argv: string[]): Promise<number> {
 
 async function schemaCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub !== 'plan') throw new UsageError(`unknown 'schema' subcommand ${JSON.stringify(sub ?? '')}; use 'pgsink schema plan --config <file>'`);
-  const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  if (sub !== 'plan')
+    throw new UsageError(
+      `unknown 'schema' subcommand ${JSON.stringify(sub ?? '')}; use 'pgsink schema plan --config <file>'`,
+    );
+  const { values } = parseArgs({
+    args: rest,
+    options: { config: { type: 'string', short: 'c' } },
+    strict: true,
+  });
   const config = loadConfig(configPath(values));
   const routes = buildRoutes(config);
   const client = new pg.Client(pgClientConfig(config));
@@ -178,7 +193,9 @@ async function schemaCommand(argv: string[]): Promise<number> {
   try {
     for (const r of routes.values()) {
       const plan = await planTable(client, r.config.table, r.plan.columns, r.plan.pgTypes);
-      process.stdout.write(`-- route ${r.config.topic} → ${r.config.table}: ${plan.statements.length ? (plan.exists ? 'missing columns' : 'table missing') : 'up to date'}\n`);
+      process.stdout.write(
+        `-- route ${r.config.topic} → ${r.config.table}: ${plan.statements.length ? (plan.exists ? 'missing columns' : 'table missing') : 'up to date'}\n`,
+      );
       for (const s of plan.statements) process.stdout.write(`${s};\n`);
       for (const m of plan.mismatches) process.stdout.write(`-- type differs (not changed): ${m}\n`);
     }
@@ -225,7 +242,11 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (
+      err instanceof ConfigError ||
+      err instanceof UsageError ||
+      (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
       process.stderr.write(`pgsink: ${errorMessage(err)}\n`);
       return 2;
     }

@@ -73,7 +73,15 @@ export function planReplay(facts: readonly PartitionFacts[], target: ReplayTarge
 }
 
 export function formatPlan(topic: string, rows: readonly PlanRow[]): string {
-  const header = ['topic', 'partition', 'kafka committed', 'pg fence', 'current', 'target', 'records to replay'];
+  const header = [
+    'topic',
+    'partition',
+    'kafka committed',
+    'pg fence',
+    'current',
+    'target',
+    'records to replay',
+  ];
   const body = rows.map((r) => [
     topic,
     String(r.partition),

@@ -12,7 +12,13 @@ import { pgClientConfig } from '../sink/connection.ts';
 import { sinkTables } from '../sink/ddl.ts';
 import { readFences } from '../sink/flush.ts';
 import { ConfigError, PgsinkError } from '../util/errors.ts';
-import { formatPlan, planReplay, ReplayPlanError, type PartitionFacts, type ReplayTarget } from './replay-plan.ts';
+import {
+  formatPlan,
+  planReplay,
+  ReplayPlanError,
+  type PartitionFacts,
+  type ReplayTarget,
+} from './replay-plan.ts';
 
 /** A usage or state error the operator must fix: exit code 2. */
 export class UsageError extends Error {
@@ -25,9 +31,13 @@ export function parseTarget(opts: {
   'to-datetime'?: string | undefined;
   'to-offset'?: string | undefined;
 }): ReplayTarget {
-  const given = (['to-earliest', 'to-latest', 'to-datetime', 'to-offset'] as const).filter((k) => opts[k] !== undefined && opts[k] !== false);
+  const given = (['to-earliest', 'to-latest', 'to-datetime', 'to-offset'] as const).filter(
+    (k) => opts[k] !== undefined && opts[k] !== false,
+  );
   if (given.length !== 1) {
-    throw new UsageError(`give exactly one of --to-earliest, --to-latest, --to-datetime <ISO>, --to-offset <n> (got ${given.length ? given.map((g) => `--${g}`).join(', ') : 'none'})`);
+    throw new UsageError(
+      `give exactly one of --to-earliest, --to-latest, --to-datetime <ISO>, --to-offset <n> (got ${given.length ? given.map((g) => `--${g}`).join(', ') : 'none'})`,
+    );
   }
   if (opts['to-earliest']) return { kind: 'earliest' };
   if (opts['to-latest']) return { kind: 'latest' };
@@ -35,12 +45,15 @@ export function parseTarget(opts: {
     const iso = opts['to-datetime'];
     const ms = Date.parse(iso);
     if (!/^\d{4}-\d{2}-\d{2}/.test(iso) || Number.isNaN(ms)) {
-      throw new UsageError(`--to-datetime ${JSON.stringify(iso)} is not an ISO 8601 date-time (e.g. 2026-11-21T10:00:00Z)`);
+      throw new UsageError(
+        `--to-datetime ${JSON.stringify(iso)} is not an ISO 8601 date-time (e.g. 2026-11-21T10:00:00Z)`,
+      );
     }
     return { kind: 'datetime', ms, iso };
   }
   const raw = opts['to-offset']!;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`--to-offset ${JSON.stringify(raw)} is not a non-negative integer`);
+  if (!/^\d+$/.test(raw))
+    throw new UsageError(`--to-offset ${JSON.stringify(raw)} is not a non-negative integer`);
   return { kind: 'offset', offset: Number(raw) };
 }
 
@@ -49,8 +62,14 @@ interface Gathered {
   admin: GroupAdmin;
 }
 
-async function fencesOf(client: pg.ClientBase, config: Config, groupId: string): Promise<Map<string, number>> {
-  const exists = await client.query(`SELECT to_regclass($1) AS t`, [`${sinkTables(config.postgres.schema).fence}`]);
+async function fencesOf(
+  client: pg.ClientBase,
+  config: Config,
+  groupId: string,
+): Promise<Map<string, number>> {
+  const exists = await client.query(`SELECT to_regclass($1) AS t`, [
+    `${sinkTables(config.postgres.schema).fence}`,
+  ]);
   if (!exists.rows[0]?.t) return new Map();
   return readFences(client, sinkTables(config.postgres.schema), groupId);
 }
@@ -68,13 +87,16 @@ async function gather(
   try {
     partitions = await admin.partitions(topic);
   } catch (err) {
-    if (err instanceof PgsinkError && err.code === 'UNKNOWN_TOPIC_OR_PARTITION') throw new UsageError(err.message);
+    if (err instanceof PgsinkError && err.code === 'UNKNOWN_TOPIC_OR_PARTITION')
+      throw new UsageError(err.message);
     throw err;
   }
   if (only) {
     for (const p of only) {
       if (!partitions.includes(p)) {
-        throw new UsageError(`partition ${p} does not exist in topic '${topic}' (it has partitions ${partitions.join(', ')})`);
+        throw new UsageError(
+          `partition ${p} does not exist in topic '${topic}' (it has partitions ${partitions.join(', ')})`,
+        );
       }
     }
     partitions = partitions.filter((p) => only.includes(p));
@@ -107,7 +129,9 @@ export interface ReplayOptions {
 
 export async function replay(o: ReplayOptions): Promise<void> {
   if (!o.config.routes.some((r) => r.topic === o.topic)) {
-    throw new ConfigError(`topic '${o.topic}' has no route in the configuration (routes: ${o.config.routes.map((r) => r.topic).join(', ')})`);
+    throw new ConfigError(
+      `topic '${o.topic}' has no route in the configuration (routes: ${o.config.routes.map((r) => r.topic).join(', ')})`,
+    );
   }
   const admin = await connectAdmin(kafkaConnection(o.config), `${o.config.kafka.clientId}-replay`);
   const client = new pg.Client(pgClientConfig(o.config));
@@ -123,7 +147,9 @@ export async function replay(o: ReplayOptions): Promise<void> {
     }
     const { facts } = await gather(admin, client, o.config, o.groupId, o.topic, o.partitions, o.target);
     if (group.state === 'Dead' && facts.every((f) => f.committed < 0 && f.fence === undefined)) {
-      throw new UsageError(`group '${o.groupId}' is unknown: it has no committed offsets on '${o.topic}' and no pgsink fence; check the group id`);
+      throw new UsageError(
+        `group '${o.groupId}' is unknown: it has no committed offsets on '${o.topic}' and no pgsink fence; check the group id`,
+      );
     }
     let plan;
     try {
@@ -154,10 +180,13 @@ export async function replay(o: ReplayOptions): Promise<void> {
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       const msg = (err as Error).message;
-      if (/no running instances|not empty|live members/i.test(msg)) throw new UsageError(`Kafka refused to move the offsets: ${msg}`);
+      if (/no running instances|not empty|live members/i.test(msg))
+        throw new UsageError(`Kafka refused to move the offsets: ${msg}`);
       throw err;
     }
-    o.out(`moved group '${o.groupId}' on '${o.topic}': ${total} records will be written again when it restarts`);
+    o.out(
+      `moved group '${o.groupId}' on '${o.topic}': ${total} records will be written again when it restarts`,
+    );
   } finally {
     await client.end().catch(() => undefined);
     await admin.close().catch(() => undefined);
@@ -204,7 +233,15 @@ export async function offsetsStatus(config: Config, groupId: string): Promise<Of
 
 export function formatOffsets(rows: readonly OffsetsRow[]): string {
   const header = ['topic', 'partition', 'pg fence', 'kafka committed', 'low', 'high', 'lag'];
-  const body = rows.map((r) => [r.topic, String(r.partition), String(r.fence ?? '-'), String(r.committed ?? '-'), String(r.low), String(r.high), String(r.lag)]);
+  const body = rows.map((r) => [
+    r.topic,
+    String(r.partition),
+    String(r.fence ?? '-'),
+    String(r.committed ?? '-'),
+    String(r.low),
+    String(r.high),
+    String(r.lag),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
   return [line(header), ...body.map(line)].join('\n');

@@ -27,7 +27,17 @@ export interface Order {
 
 const STATUSES = ['CREATED', 'PAID', 'SHIPPED', 'DELIVERED', 'CANCELLED'];
 const CURRENCIES = ['EUR', 'USD', 'GBP', 'JPY', 'CHF'];
-const CITIES = ['Lisboa', 'Berlin', 'São Paulo', 'Zürich', 'Kraków', 'Osaka', 'Montréal', 'Nairobi', 'Reykjavík'];
+const CITIES = [
+  'Lisboa',
+  'Berlin',
+  'São Paulo',
+  'Zürich',
+  'Kraków',
+  'Osaka',
+  'Montréal',
+  'Nairobi',
+  'Reykjavík',
+];
 
 /** mulberry32: small, fast, seedable. */
 export function prng(seed: number): () => number {
@@ -82,7 +92,13 @@ export function sampleOrder(i: number, rand: () => number, nowMs = 1_790_000_000
 }
 
 /** Confluent-framed Avro values for orders [from, from+count). */
-export function* orderValues(type: AvroType, schemaId: number, from: number, count: number, seed = 42): Generator<{ key: string; value: Buffer }> {
+export function* orderValues(
+  type: AvroType,
+  schemaId: number,
+  from: number,
+  count: number,
+  seed = 42,
+): Generator<{ key: string; value: Buffer }> {
   const rand = prng(seed + from);
   for (let i = from; i < from + count; i++) {
     yield { key: String(i), value: frame(schemaId, type.toBuffer(sampleOrder(i, rand))) };

@@ -66,7 +66,9 @@ function coerce(name: string, raw: string, kind: Kind): unknown {
     case 'number': {
       const n = Number(raw);
       if (raw.trim() === '' || !Number.isFinite(n) || (kind === 'int' && !Number.isInteger(n))) {
-        throw new ConfigError(`${name}=${JSON.stringify(raw)} is not ${kind === 'int' ? 'an integer' : 'a number'}`);
+        throw new ConfigError(
+          `${name}=${JSON.stringify(raw)} is not ${kind === 'int' ? 'an integer' : 'a number'}`,
+        );
       }
       return n;
     }

@@ -149,17 +149,26 @@ export const configSchema = z
     const topics = new Set<string>();
     c.routes.forEach((r, i) => {
       if (topics.has(r.topic)) {
-        ctx.addIssue({ code: 'custom', path: ['routes', i, 'topic'], message: `topic '${r.topic}' has two routes` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'topic'],
+          message: `topic '${r.topic}' has two routes`,
+        });
       }
       topics.add(r.topic);
       if (r.mode === 'upsert' && !r.keyColumns?.length) {
-        ctx.addIssue({ code: 'custom', path: ['routes', i, 'keyColumns'], message: 'upsert mode needs keyColumns' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'keyColumns'],
+          message: 'upsert mode needs keyColumns',
+        });
       }
       if (r.deleteOnTombstone && (r.keyColumns?.length ?? 0) !== 1) {
         ctx.addIssue({
           code: 'custom',
           path: ['routes', i, 'keyColumns'],
-          message: 'deleteOnTombstone needs exactly one key column (the Kafka key, as text, identifies the row)',
+          message:
+            'deleteOnTombstone needs exactly one key column (the Kafka key, as text, identifies the row)',
         });
       }
       if (r.mode === 'append' && r.deleteOnTombstone) {
@@ -193,14 +202,22 @@ export const configSchema = z
     }
     const pgSsl = c.postgres.ssl;
     if (pgSsl && (pgSsl.mode === 'verify-ca' || pgSsl.mode === 'verify-full') && !pgSsl.ca) {
-      ctx.addIssue({ code: 'custom', path: ['postgres', 'ssl', 'ca'], message: `sslmode ${pgSsl.mode} needs a CA file to verify against` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['postgres', 'ssl', 'ca'],
+        message: `sslmode ${pgSsl.mode} needs a CA file to verify against`,
+      });
     }
     for (const [path, tls] of [
       [['kafka', 'ssl'], c.kafka.ssl],
       [['postgres', 'ssl'], c.postgres.ssl],
     ] as const) {
       if (tls && Boolean(tls.cert) !== Boolean(tls.key)) {
-        ctx.addIssue({ code: 'custom', path: [...path, tls.cert ? 'key' : 'cert'], message: 'client cert and key go together' });
+        ctx.addIssue({
+          code: 'custom',
+          path: [...path, tls.cert ? 'key' : 'cert'],
+          message: 'client cert and key go together',
+        });
       }
     }
     if (c.shutdown.deadlineMs <= c.batch.lingerMs) {

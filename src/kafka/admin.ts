@@ -36,11 +36,15 @@ export async function connectAdmin(
   try {
     await admin.connect();
   } catch (err) {
-    throw new PgsinkError('kafka', `cannot connect to Kafka at ${brokers.join(',')}: ${(err as Error).message}`, {
-      code: 'CONNECT_FAILED',
-      retriable: true,
-      cause: err,
-    });
+    throw new PgsinkError(
+      'kafka',
+      `cannot connect to Kafka at ${brokers.join(',')}: ${(err as Error).message}`,
+      {
+        code: 'CONNECT_FAILED',
+        retriable: true,
+        cause: err,
+      },
+    );
   }
   return {
     async groupMembers(groupId) {
@@ -48,7 +52,11 @@ export async function connectAdmin(
       const g = groups[0];
       return {
         state: g?.state ?? 'Dead',
-        members: (g?.members ?? []).map((m) => ({ memberId: m.memberId, clientId: m.clientId, clientHost: m.clientHost })),
+        members: (g?.members ?? []).map((m) => ({
+          memberId: m.memberId,
+          clientId: m.clientId,
+          clientHost: m.clientHost,
+        })),
       };
     },
     async partitions(topic) {
@@ -58,7 +66,11 @@ export async function connectAdmin(
       } catch (err) {
         const type = (err as { type?: string }).type;
         if (type === 'UNKNOWN_TOPIC_OR_PARTITION') {
-          throw new PgsinkError('kafka', `topic '${topic}' does not exist`, { code: type, retriable: false, cause: err });
+          throw new PgsinkError('kafka', `topic '${topic}' does not exist`, {
+            code: type,
+            retriable: false,
+            cause: err,
+          });
         }
         throw err;
       }

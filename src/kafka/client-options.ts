@@ -4,7 +4,9 @@ import type { KafkaConfig, SASLOptions } from 'kafkajs';
 import type { Config } from '../config/schema.ts';
 import { readTlsFile } from '../util/tls.ts';
 
-export function kafkaConnection(config: Config): Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl' | 'connectionTimeout'> {
+export function kafkaConnection(
+  config: Config,
+): Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl' | 'connectionTimeout'> {
   const k = config.kafka;
   const out: Pick<KafkaConfig, 'brokers' | 'ssl' | 'sasl' | 'connectionTimeout'> = {
     brokers: k.brokers,
@@ -19,7 +21,11 @@ export function kafkaConnection(config: Config): Pick<KafkaConfig, 'brokers' | '
     };
   }
   if (k.sasl) {
-    out.sasl = { mechanism: k.sasl.mechanism, username: k.sasl.username, password: k.sasl.password } as SASLOptions;
+    out.sasl = {
+      mechanism: k.sasl.mechanism,
+      username: k.sasl.username,
+      password: k.sasl.password,
+    } as SASLOptions;
   }
   return out;
 }

@@ -10,7 +10,15 @@
 // - Every rebalance is eager: all partitions are revoked, fetch positions fall back to the
 //   committed offsets, and GROUP_JOIN announces the new assignment before fetching resumes.
 // - pause() does not stop batches already fetched from reaching eachBatch.
-import { Kafka, logLevel as KafkaLogLevel, type Consumer, type EachBatchPayload, type KafkaConfig, type KafkaMessage, type LogEntry } from 'kafkajs';
+import {
+  Kafka,
+  logLevel as KafkaLogLevel,
+  type Consumer,
+  type EachBatchPayload,
+  type KafkaConfig,
+  type KafkaMessage,
+  type LogEntry,
+} from 'kafkajs';
 import type { Logger } from 'pino';
 
 export interface TopicPartition {
@@ -110,7 +118,9 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
       c.on(c.events.GROUP_JOIN, (e) => {
         const assignment = e.payload.memberAssignment as Record<string, number[]>;
         handlers.onAssignment(
-          Object.entries(assignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition }))),
+          Object.entries(assignment).flatMap(([topic, parts]) =>
+            parts.map((partition) => ({ topic, partition })),
+          ),
         );
       });
       c.on(c.events.CRASH, (e) => {

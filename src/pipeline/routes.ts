@@ -31,7 +31,8 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
     const hasIds = Object.keys(route.schemaIds).length > 0;
     // Offline: ids listed in schemaIds come from files; with neither a registry nor a map,
     // every writer id is taken to be the reader schema itself.
-    const writers: WriterSchemas = registry && !hasIds ? registry : new LocalSchemas(route.schemaIds, hasIds ? undefined : reader);
+    const writers: WriterSchemas =
+      registry && !hasIds ? registry : new LocalSchemas(route.schemaIds, hasIds ? undefined : reader);
     const plan = buildColumnPlan(reader, route);
     routes.set(route.topic, {
       config: route,
@@ -39,7 +40,10 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
       plan,
       table: quoteQualified(route.table),
       columnList: plan.columns.map(quoteIdent).join(', '),
-      upsert: route.mode === 'upsert' ? buildUpsertPlan(index, route.table, plan.columns, route.keyColumns ?? []) : undefined,
+      upsert:
+        route.mode === 'upsert'
+          ? buildUpsertPlan(index, route.table, plan.columns, route.keyColumns ?? [])
+          : undefined,
     });
   }
   return routes;

@@ -120,7 +120,13 @@ export class SinkService {
       for (const route of this.d.routes.values()) {
         await this.prepareTable(client, route);
         await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic);
-        if (route.upsert) await assertUniqueKey(client, route.config.table, route.config.keyColumns ?? [], route.config.topic);
+        if (route.upsert)
+          await assertUniqueKey(
+            client,
+            route.config.table,
+            route.config.keyColumns ?? [],
+            route.config.topic,
+          );
       }
     } finally {
       this.checkin(client);
@@ -137,7 +143,8 @@ export class SinkService {
   private async prepareTable(client: pg.ClientBase, route: RouteRuntime): Promise<void> {
     const { config: rc, plan } = route;
     const tp = await planTable(client, rc.table, plan.columns, plan.pgTypes);
-    for (const m of tp.mismatches) this.d.logger.warn({ route: rc.topic }, `column type differs from the mapping: ${m}`);
+    for (const m of tp.mismatches)
+      this.d.logger.warn({ route: rc.topic }, `column type differs from the mapping: ${m}`);
     const allowed = tp.exists ? rc.autoEvolve : rc.autoCreate;
     if (!allowed || tp.statements.length === 0) return;
     await client.query('BEGIN');
@@ -246,7 +253,10 @@ export class SinkService {
       } catch (err) {
         if (this.state !== 'running') return new Map();
         const delay = backoffDelay(attempt, this.d.config.retry, this.d.random);
-        this.d.logger.warn({ err: errorMessage(err), retryInMs: delay }, 'cannot read offset fences; retrying');
+        this.d.logger.warn(
+          { err: errorMessage(err), retryInMs: delay },
+          'cannot read offset fences; retrying',
+        );
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -300,17 +310,31 @@ export class SinkService {
     batch.resolveOffset(msgs[msgs.length - 1]!.offset);
     st.attempts = 0;
     this.d.observer.recordsConsumed(st.tp.topic, st.tp.partition, entries.length);
-    this.d.observer.lag(st.tp.topic, st.tp.partition, Math.max(0, st.highWatermark - (st.lastCommitted ?? fence)));
+    this.d.observer.lag(
+      st.tp.topic,
+      st.tp.partition,
+      Math.max(0, st.highWatermark - (st.lastCommitted ?? fence)),
+    );
     this.applyBackpressure();
     this.maybeFlush(st);
     this.armTimer(st.buffer.deadline());
   }
 
   /** Decodes and encodes a fetched batch; records that cannot be written become dead letters. */
-  private decodeAll(st: PartitionState, msgs: FetchedBatch['messages'], fence: number): Array<[Entry, number]> {
+  private decodeAll(
+    st: PartitionState,
+    msgs: FetchedBatch['messages'],
+    fence: number,
+  ): Array<[Entry, number]> {
     const { decoder, plan, upsert } = st.route;
     const deletes = st.route.config.deleteOnTombstone;
-    const meta = { topic: st.tp.topic, partition: st.tp.partition, offset: 0, timestamp: '0', key: null as Buffer | null };
+    const meta = {
+      topic: st.tp.topic,
+      partition: st.tp.partition,
+      offset: 0,
+      timestamp: '0',
+      key: null as Buffer | null,
+    };
     const out: Array<[Entry, number]> = [];
     for (const m of msgs) {
       const offset = Number(m.offset);
@@ -324,7 +348,12 @@ export class SinkService {
           entry = { offset, line: deleteLine(upsert, m.key, offset), src };
         } catch (err) {
           const e = err as RecordError;
-          entry = { offset, line: null, src, failure: { source: e.source, code: e.code, message: e.message } };
+          entry = {
+            offset,
+            line: null,
+            src,
+            failure: { source: e.source, code: e.code, message: e.message },
+          };
         }
       } else if (m.value === null) {
         const message = deletes
@@ -340,9 +369,18 @@ export class SinkService {
           entry = { offset, line: upsert ? upsertLine(line, offset) : line, src };
         } catch (err) {
           if (err instanceof PgsinkError && err.retriable) throw err;
-          const e = err instanceof RecordError ? err : new RecordError('internal', 'ENCODE_FAILED', errorMessage(err), err);
-          if (!(err instanceof RecordError)) this.d.logger.error({ err, offset, ...st.tp }, 'unexpected error encoding a record');
-          entry = { offset, line: null, src, failure: { source: e.source, code: e.code, message: e.message } };
+          const e =
+            err instanceof RecordError
+              ? err
+              : new RecordError('internal', 'ENCODE_FAILED', errorMessage(err), err);
+          if (!(err instanceof RecordError))
+            this.d.logger.error({ err, offset, ...st.tp }, 'unexpected error encoding a record');
+          entry = {
+            offset,
+            line: null,
+            src,
+            failure: { source: e.source, code: e.code, message: e.message },
+          };
         }
       }
       out.push([entry, ENTRY_OVERHEAD + rawBytes + (entry.line?.length ?? 0)]);
@@ -440,7 +478,10 @@ export class SinkService {
         traceparents: traceparentsOf(entries),
       };
       if (epoch !== st.epoch) {
-        this.d.observer.flushFailed(st.tp.topic, st.tp.partition, e, st.attempts, { stage: 'flush', batch: failed });
+        this.d.observer.flushFailed(st.tp.topic, st.tp.partition, e, st.attempts, {
+          stage: 'flush',
+          batch: failed,
+        });
         return;
       }
       st.buffer.requeue(batch);
@@ -459,7 +500,10 @@ export class SinkService {
     } catch (err) {
       // Postgres holds the truth (the fence); the Kafka commit is a progress hint for lag
       // tools and the next assignment. A failed one costs at most a re-read that the fence drops.
-      this.d.logger.warn({ err: errorMessage(err), ...st.tp, offset }, 'kafka offset commit failed (rows are safe in Postgres)');
+      this.d.logger.warn(
+        { err: errorMessage(err), ...st.tp, offset },
+        'kafka offset commit failed (rows are safe in Postgres)',
+      );
     }
   }
 
@@ -486,7 +530,10 @@ export class SinkService {
     st.attempts++;
     st.holdUntil = this.d.clock.now() + delay;
     st.holdReason = what;
-    this.d.observer.flushFailed(st.tp.topic, st.tp.partition, err, st.attempts, { stage: what, ...(batch ? { batch } : {}) });
+    this.d.observer.flushFailed(st.tp.topic, st.tp.partition, err, st.attempts, {
+      stage: what,
+      ...(batch ? { batch } : {}),
+    });
     const code = err instanceof PgsinkError ? err.code : (err as { code?: string }).code;
     this.d.logger.warn(
       { ...st.tp, attempt: st.attempts, retryInMs: delay, code, err: errorMessage(err) },
@@ -557,7 +604,11 @@ export class SinkService {
     for (const k of toPause) {
       this.kafkaPaused.add(k);
       const st = this.states.get(k)!;
-      this.d.observer.paused(st.tp.topic, st.tp.partition, held.has(k) ? (st.holdReason ?? 'hold') : 'buffer full');
+      this.d.observer.paused(
+        st.tp.topic,
+        st.tp.partition,
+        held.has(k) ? (st.holdReason ?? 'hold') : 'buffer full',
+      );
     }
     for (const k of toResume) {
       this.kafkaPaused.delete(k);
@@ -626,7 +677,10 @@ export class SinkService {
       await step('drain', () => this.waitIdle(drainBy));
       if (!this.isIdle()) {
         const left = [...this.states.values()].reduce((n, s) => n + s.buffer.rows, 0);
-        this.d.logger.warn({ bufferedRecords: left }, 'shutdown deadline reached; abandoning unflushed records (they will be re-read)');
+        this.d.logger.warn(
+          { bufferedRecords: left },
+          'shutdown deadline reached; abandoning unflushed records (they will be re-read)',
+        );
         for (const c of this.activeClients) {
           (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
         }
@@ -634,7 +688,9 @@ export class SinkService {
     }
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    await step('leave group', () => withTimeout(this.d.source.stop(), Math.max(1_000, deadline - this.d.clock.now()), 'leaving the group'));
+    await step('leave group', () =>
+      withTimeout(this.d.source.stop(), Math.max(1_000, deadline - this.d.clock.now()), 'leaving the group'),
+    );
     await step('close pool', () => withTimeout(this.d.pool.end(), 5_000, 'closing the Postgres pool'));
     this.state = 'stopped';
     this.d.logger.info({ errors: errors.length }, 'stopped');

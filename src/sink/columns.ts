@@ -49,7 +49,11 @@ interface Column {
 
 const str = (v: unknown): string => escapeText(v as string);
 
-function primitiveEncoder(type: avro.Type): { encode: FieldEncoder; pgType: string; element?: (v: unknown) => string } {
+function primitiveEncoder(type: avro.Type): {
+  encode: FieldEncoder;
+  pgType: string;
+  element?: (v: unknown) => string;
+} {
   if (type instanceof PassthroughLogicalType) {
     const under = type.underlyingType.typeName;
     switch (type.logical) {
@@ -94,9 +98,17 @@ function primitiveEncoder(type: avro.Type): { encode: FieldEncoder; pgType: stri
     case 'abstract:long': // the BigInt long of src/avro/types.ts
       return { encode: String, element: String, pgType: 'bigint' };
     case 'float':
-      return { encode: (v) => floatField(v as number), element: (v) => floatField(v as number), pgType: 'real' };
+      return {
+        encode: (v) => floatField(v as number),
+        element: (v) => floatField(v as number),
+        pgType: 'real',
+      };
     case 'double':
-      return { encode: (v) => floatField(v as number), element: (v) => floatField(v as number), pgType: 'double precision' };
+      return {
+        encode: (v) => floatField(v as number),
+        element: (v) => floatField(v as number),
+        pgType: 'double precision',
+      };
     case 'string':
       return { encode: str, element: (v) => v as string, pgType: 'text' };
     case 'enum':
@@ -127,13 +139,16 @@ function encoderFor(type: avro.Type): { encode: FieldEncoder; pgType: string; nu
   if (type instanceof avro.types.ArrayType) {
     const items = type.itemsType;
     const itemNullable = items instanceof avro.types.UnwrappedUnionType;
-    const itemBase = itemNullable ? (items as avro.types.UnwrappedUnionType).types.filter((t) => t.typeName !== 'null') : [items];
+    const itemBase = itemNullable
+      ? (items as avro.types.UnwrappedUnionType).types.filter((t) => t.typeName !== 'null')
+      : [items];
     if (itemBase.length === 1) {
       const prim = primitiveEncoder(itemBase[0]!);
       const element = prim.element;
       if (element) {
         return {
-          encode: (v) => escapeText(arrayLiteral((v as unknown[]).map((e) => (e === null ? null : element(e))))),
+          encode: (v) =>
+            escapeText(arrayLiteral((v as unknown[]).map((e) => (e === null ? null : element(e))))),
           pgType: `${prim.pgType}[]`,
           nullable: false,
         };
@@ -152,7 +167,9 @@ const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 export function buildColumnPlan(readerType: avro.Type, route: RouteConfig): ColumnPlan {
   if (!(readerType instanceof avro.types.RecordType)) {
-    throw new ConfigError(`route ${route.topic}: reader schema ${route.schema} must be an Avro record, not ${readerType.typeName}`);
+    throw new ConfigError(
+      `route ${route.topic}: reader schema ${route.schema} must be an Avro record, not ${readerType.typeName}`,
+    );
   }
   const fieldNames = new Set(readerType.fields.map((f) => f.name));
   for (const name of [...Object.keys(route.columns), ...route.exclude]) {
@@ -180,8 +197,18 @@ export function buildColumnPlan(readerType: avro.Type, route: RouteConfig): Colu
     [m.topic, 'text', (_r, x) => x.topic, str],
     [m.partition, 'integer', (_r, x) => x.partition, String],
     [m.offset, 'bigint', (_r, x) => x.offset, String],
-    [m.timestamp, 'timestamptz', (_r, x) => x.timestamp, (v) => formatTimestamp(BigInt(v as string), 1000n, true)],
-    [m.key, 'text', (_r, x) => x.key, (v) => (v === null ? NULL_FIELD : escapeText((v as Buffer).toString('utf8')))],
+    [
+      m.timestamp,
+      'timestamptz',
+      (_r, x) => x.timestamp,
+      (v) => formatTimestamp(BigInt(v as string), 1000n, true),
+    ],
+    [
+      m.key,
+      'text',
+      (_r, x) => x.key,
+      (v) => (v === null ? NULL_FIELD : escapeText((v as Buffer).toString('utf8'))),
+    ],
   ];
   for (const [name, pgType, get, encode] of meta) {
     if (name) columns.push({ name, pgType, get, encode, nullable: pgType === 'text' && name === m.key });

@@ -12,9 +12,15 @@ const NEEDS_ESCAPE = /[\\\t\n\r\0]/;
 export function escapeText(s: string): string {
   if (!NEEDS_ESCAPE.test(s)) return s;
   if (s.includes('\0')) {
-    throw new RecordError('internal', 'NUL_IN_STRING', 'string contains a NUL (U+0000) character, which PostgreSQL text cannot store');
+    throw new RecordError(
+      'internal',
+      'NUL_IN_STRING',
+      'string contains a NUL (U+0000) character, which PostgreSQL text cannot store',
+    );
   }
-  return s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
+  return s.replace(/[\\\t\n\r]/g, (c) =>
+    c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r',
+  );
 }
 
 /** bytea in hex form; the leading backslash is itself escaped for COPY. */
@@ -89,7 +95,11 @@ const MIN_MS = -62_135_596_800_000; // 0001-01-01T00:00:00Z
 const MAX_MS = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
 const FRAC3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
 
-function formatTimestampFast(value: bigint, unitsPerSecond: 1000n | 1000000n, utc: boolean): string | undefined {
+function formatTimestampFast(
+  value: bigint,
+  unitsPerSecond: 1000n | 1000000n,
+  utc: boolean,
+): string | undefined {
   const n = Number(value);
   if (!Number.isSafeInteger(n)) return undefined;
   const micros = unitsPerSecond === 1000000n;

@@ -82,7 +82,11 @@ export async function assertTargetTable(
 }
 
 /** The CREATE TABLE a route's column plan needs (used by `pgsink schema plan` and the demo). */
-export function createTableSql(table: string, columns: readonly string[], pgTypes: readonly string[]): string {
+export function createTableSql(
+  table: string,
+  columns: readonly string[],
+  pgTypes: readonly string[],
+): string {
   const cols = columns.map((c, i) => `  ${quoteIdent(c)} ${pgTypes[i]}`).join(',\n');
   return `CREATE TABLE IF NOT EXISTS ${quoteQualified(table)} (\n${cols}\n)`;
 }

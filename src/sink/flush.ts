@@ -79,7 +79,12 @@ function* copyChunks(rows: readonly Entry[]): Generator<Buffer> {
   if (parts.length) yield Buffer.from(parts.join(''));
 }
 
-async function copyRows(client: pg.ClientBase, table: string, columnList: string, rows: readonly Entry[]): Promise<void> {
+async function copyRows(
+  client: pg.ClientBase,
+  table: string,
+  columnList: string,
+  rows: readonly Entry[],
+): Promise<void> {
   const stream = client.query(copyFrom(`COPY ${table} (${columnList}) FROM STDIN`));
   await pipeline(Readable.from(copyChunks(rows)), stream);
 }
@@ -133,7 +138,10 @@ async function isolateRows(client: pg.ClientBase, t: FlushTarget, rows: Entry[])
       ];
     }
     const mid = rows.length >> 1;
-    return [...(await isolateRows(client, t, rows.slice(0, mid))), ...(await isolateRows(client, t, rows.slice(mid)))];
+    return [
+      ...(await isolateRows(client, t, rows.slice(0, mid))),
+      ...(await isolateRows(client, t, rows.slice(mid))),
+    ];
   }
 }
 
@@ -147,7 +155,11 @@ function headersJson(headers: IHeaders | undefined): string | null {
   return JSON.stringify(out).replace(/\\u0000/g, '\\\\u0000');
 }
 
-async function insertDeadLetters(client: pg.ClientBase, t: FlushTarget, dead: readonly Entry[]): Promise<void> {
+async function insertDeadLetters(
+  client: pg.ClientBase,
+  t: FlushTarget,
+  dead: readonly Entry[],
+): Promise<void> {
   const CHUNK = 500;
   for (let i = 0; i < dead.length; i += CHUNK) {
     const part = dead.slice(i, i + CHUNK);
@@ -178,7 +190,12 @@ async function insertDeadLetters(client: pg.ClientBase, t: FlushTarget, dead: re
   }
 }
 
-async function attempt(client: pg.ClientBase, t: FlushTarget, entries: readonly Entry[], isolate: boolean): Promise<FlushOutcome> {
+async function attempt(
+  client: pg.ClientBase,
+  t: FlushTarget,
+  entries: readonly Entry[],
+  isolate: boolean,
+): Promise<FlushOutcome> {
   const last = entries[entries.length - 1]!.offset;
   // Outside the transaction: a CREATE TEMP TABLE rolled back with it would be forgotten.
   if (t.upsert) await ensureStage(client, t.upsert);
@@ -189,7 +206,13 @@ async function attempt(client: pg.ClientBase, t: FlushTarget, entries: readonly 
     while (start < entries.length && entries[start]!.offset < fence) start++;
     if (start === entries.length) {
       await client.query('ROLLBACK');
-      return { nextOffset: fence, rowsWritten: 0, deadLettered: 0, skippedBelowFence: entries.length, isolated: false };
+      return {
+        nextOffset: fence,
+        rowsWritten: 0,
+        deadLettered: 0,
+        skippedBelowFence: entries.length,
+        isolated: false,
+      };
     }
     const rows: Entry[] = [];
     const dead: Entry[] = [];
@@ -212,7 +235,13 @@ async function attempt(client: pg.ClientBase, t: FlushTarget, entries: readonly 
       [t.groupId, t.topic, t.partition, last + 1],
     );
     await client.query('COMMIT');
-    return { nextOffset: last + 1, rowsWritten: written, deadLettered: dead.length, skippedBelowFence: start, isolated: isolate };
+    return {
+      nextOffset: last + 1,
+      rowsWritten: written,
+      deadLettered: dead.length,
+      skippedBelowFence: start,
+      isolated: isolate,
+    };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
@@ -224,7 +253,11 @@ async function attempt(client: pg.ClientBase, t: FlushTarget, entries: readonly 
  * runs the batch again with the bad rows isolated into dead letters; any other failure
  * rolls back and is thrown as a retriable PgsinkError (the client should then be discarded).
  */
-export async function flushBatch(client: pg.ClientBase, target: FlushTarget, entries: readonly Entry[]): Promise<FlushOutcome> {
+export async function flushBatch(
+  client: pg.ClientBase,
+  target: FlushTarget,
+  entries: readonly Entry[],
+): Promise<FlushOutcome> {
   if (entries.length === 0) throw new Error('internal: empty batch');
   try {
     return await attempt(client, target, entries, false);

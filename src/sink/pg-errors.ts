@@ -7,7 +7,15 @@ export type FailureKind = 'data' | 'outage' | 'other';
 
 const OUTAGE_CLASSES = new Set(['08', '40', '53', '57', '58']);
 const DATA_CLASSES = new Set(['22', '23']);
-const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
+const NET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'EAI_AGAIN',
+]);
 
 export interface PgErrorFields {
   code?: string;
@@ -34,7 +42,11 @@ export function classifyPgError(err: unknown): FailureKind {
   const code = (err as { code?: unknown } | undefined)?.code;
   if (typeof code === 'string' && NET_CODES.has(code)) return 'outage';
   const msg = err instanceof Error ? err.message : String(err);
-  if (/Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(msg)) {
+  if (
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
+      msg,
+    )
+  ) {
     return 'outage';
   }
   return 'other';

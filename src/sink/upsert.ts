@@ -19,10 +19,17 @@ export interface UpsertPlan {
   columnCount: number;
 }
 
-export function buildUpsertPlan(routeIndex: number, table: string, columns: readonly string[], keyColumns: readonly string[]): UpsertPlan {
+export function buildUpsertPlan(
+  routeIndex: number,
+  table: string,
+  columns: readonly string[],
+  keyColumns: readonly string[],
+): UpsertPlan {
   for (const k of keyColumns) {
     if (!columns.includes(k)) {
-      throw new ConfigError(`route for ${table}: key column '${k}' is not one of the mapped columns (${columns.join(', ')})`);
+      throw new ConfigError(
+        `route for ${table}: key column '${k}' is not one of the mapped columns (${columns.join(', ')})`,
+      );
     }
   }
   const stage = `pgsink_stage_${routeIndex}`;
@@ -78,7 +85,12 @@ export async function ensureStage(client: pg.ClientBase, plan: UpsertPlan): Prom
 }
 
 /** Fails start-up unless a unique index (or primary key) covers exactly the key columns. */
-export async function assertUniqueKey(client: pg.ClientBase, table: string, keyColumns: readonly string[], topic: string): Promise<void> {
+export async function assertUniqueKey(
+  client: pg.ClientBase,
+  table: string,
+  keyColumns: readonly string[],
+  topic: string,
+): Promise<void> {
   const { rows } = await client.query<{ cols: string[] }>(
     `SELECT array_agg(a.attname::text ORDER BY a.attname) AS cols
        FROM pg_index i

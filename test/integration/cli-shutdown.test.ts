@@ -22,7 +22,12 @@ describe('pgsink run: SIGTERM', () => {
     writeFileSync(
       config,
       JSON.stringify({
-        kafka: { brokers: kafkaBrokers(), groupId: f.groupId, sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000 },
+        kafka: {
+          brokers: kafkaBrokers(),
+          groupId: f.groupId,
+          sessionTimeoutMs: 10_000,
+          heartbeatIntervalMs: 1_000,
+        },
         postgres: { url: databaseUrl(), schema: `${f.schema}_pgsink` },
         batch: { maxRows: 2_000, maxBytes: 1024 * 1024, lingerMs: 100 },
         shutdown: { deadlineMs },
@@ -34,7 +39,13 @@ describe('pgsink run: SIGTERM', () => {
     await produceOrders(kafka, f.topic, 0, N / 2);
 
     const first = startCli(['run', '--config', config]);
-    await waitFor('some rows', () => countRows(pool, f.table), (n) => n > 0, 60_000, 20);
+    await waitFor(
+      'some rows',
+      () => countRows(pool, f.table),
+      (n) => n > 0,
+      60_000,
+      20,
+    );
     const sent = Date.now();
     first.child.kill('SIGTERM');
     const { code } = await first.exited;
@@ -49,8 +60,18 @@ describe('pgsink run: SIGTERM', () => {
 
     const second = startCli(['run', '--config', config]);
     try {
-      await waitFor('second consuming', async () => second.stderr(), (s) => s.includes('"msg":"consuming"'), 30_000);
-      await waitFor('all rows after restart', () => countRows(pool, f.table), (n) => n >= N, 60_000);
+      await waitFor(
+        'second consuming',
+        async () => second.stderr(),
+        (s) => s.includes('"msg":"consuming"'),
+        30_000,
+      );
+      await waitFor(
+        'all rows after restart',
+        () => countRows(pool, f.table),
+        (n) => n >= N,
+        60_000,
+      );
     } finally {
       second.child.kill('SIGTERM');
       expect((await second.exited).code).toBe(0);

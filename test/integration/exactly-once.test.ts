@@ -13,7 +13,15 @@ import { formatDecimal } from '../../src/sink/copy-text.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { runCli } from '../support/cli.ts';
 import { connectedProducer, kafkaClient, pgPool } from '../support/services.ts';
-import { committedOffsets, countRows, endOffsets, ordersFixture, produceOrders, testConfig, waitFor } from '../support/pipeline.ts';
+import {
+  committedOffsets,
+  countRows,
+  endOffsets,
+  ordersFixture,
+  produceOrders,
+  testConfig,
+  waitFor,
+} from '../support/pipeline.ts';
 
 const kafka = kafkaClient();
 const pool = pgPool();
@@ -41,7 +49,11 @@ async function exactlyOnce(table: string, n: number): Promise<void> {
   const { rows } = await pool.query<{ n: string; d: string; ids: string }>(
     `SELECT count(*) AS n, count(DISTINCT (_partition, _offset)) AS d, count(DISTINCT order_id) AS ids FROM ${table}`,
   );
-  expect({ n: Number(rows[0]!.n), d: Number(rows[0]!.d), ids: Number(rows[0]!.ids) }).toEqual({ n, d: n, ids: n });
+  expect({ n: Number(rows[0]!.n), d: Number(rows[0]!.d), ids: Number(rows[0]!.ids) }).toEqual({
+    n,
+    d: n,
+    ids: n,
+  });
 }
 
 async function waitingOnLocks(appName: string): Promise<number> {
@@ -73,17 +85,36 @@ describe('exactly once', () => {
       await locker.query(`LOCK TABLE ${f.table} IN ACCESS EXCLUSIVE MODE`);
       await produceOrders(kafka, f.topic, 0, 1_000);
       // The zombie's flush holds its fence row and waits for the table inside COPY.
-      await waitFor('zombie blocked in its flush', () => waitingOnLocks(appName), (n) => n >= 1, 30_000);
+      await waitFor(
+        'zombie blocked in its flush',
+        () => waitingOnLocks(appName),
+        (n) => n >= 1,
+        30_000,
+      );
       // It loses the partition: its Kafka client leaves the group, its flush goes on.
       await zombieSource!.stop();
       owner = createPipeline(testConfig(f), { logger, observer: ownerLog });
       await owner.service.start();
-      await waitFor('new owner blocked behind the zombie', () => waitingOnLocks(appName), (n) => n >= 2, 30_000);
+      await waitFor(
+        'new owner blocked behind the zombie',
+        () => waitingOnLocks(appName),
+        (n) => n >= 2,
+        30_000,
+      );
       await produceOrders(kafka, f.topic, 1_000, 500);
       await locker.query('COMMIT');
-      await waitFor('all rows', () => countRows(pool, f.table), (n) => n >= 1_500, 60_000);
+      await waitFor(
+        'all rows',
+        () => countRows(pool, f.table),
+        (n) => n >= 1_500,
+        60_000,
+      );
       const ends = await endOffsets(kafka, f.topic);
-      await waitFor('owner committed the end', () => committedOffsets(kafka, f.groupId, f.topic), (c) => c.get(0) === ends.get(0));
+      await waitFor(
+        'owner committed the end',
+        () => committedOffsets(kafka, f.groupId, f.topic),
+        (c) => c.get(0) === ends.get(0),
+      );
     } finally {
       await locker.query('ROLLBACK').catch(() => undefined);
       locker.release();
@@ -115,7 +146,11 @@ describe('exactly once', () => {
     });
     await first.service.start();
     try {
-      await waitFor('all rows', () => countRows(pool, f.table), (n) => n >= N);
+      await waitFor(
+        'all rows',
+        () => countRows(pool, f.table),
+        (n) => n >= N,
+      );
     } finally {
       await first.service.stop();
     }
@@ -127,8 +162,10 @@ describe('exactly once', () => {
     try {
       const ends = await endOffsets(kafka, f.topic);
       // It re-reads from the start, drops everything at the fence, and moves Kafka up to it.
-      await waitFor('commits caught up with the fence', () => committedOffsets(kafka, f.groupId, f.topic), (c) =>
-        [...ends].every(([p, e]) => c.get(p) === e),
+      await waitFor(
+        'commits caught up with the fence',
+        () => committedOffsets(kafka, f.groupId, f.topic),
+        (c) => [...ends].every(([p, e]) => c.get(p) === e),
       );
     } finally {
       await second.service.stop();
@@ -146,7 +183,10 @@ describe('upsert', () => {
     const messages = [];
     for (let i = from; i < from + count; i++) {
       const k = i % keys;
-      messages.push({ key: String(k), value: frame(1, type.toBuffer({ ...sampleOrder(i, rand), order_id: BigInt(k), item_count: i })) });
+      messages.push({
+        key: String(k),
+        value: frame(1, type.toBuffer({ ...sampleOrder(i, rand), order_id: BigInt(k), item_count: i })),
+      });
     }
     await producer.send({ topic, messages });
     await producer.disconnect();
@@ -159,30 +199,50 @@ describe('upsert', () => {
     f.route.deleteOnTombstone = true;
 
     const noKey = createPipeline(testConfig(f), { logger });
-    await expect(noKey.service.start()).rejects.toThrow(/upsert needs a unique index or primary key on \(order_id\)/);
+    await expect(noKey.service.start()).rejects.toThrow(
+      /upsert needs a unique index or primary key on \(order_id\)/,
+    );
     await noKey.service.stop();
 
     await pool.query(`ALTER TABLE ${f.table} ADD PRIMARY KEY (order_id)`);
     await produceKeyed(f.topic, 0, 1_000, 100);
-    const p = createPipeline(testConfig(f, { batch: { maxRows: 150, maxBytes: 1024 * 1024, lingerMs: 50 } }), { logger });
+    const p = createPipeline(
+      testConfig(f, { batch: { maxRows: 150, maxBytes: 1024 * 1024, lingerMs: 50 } }),
+      { logger },
+    );
     await p.service.start();
     try {
-      await waitFor('1000 records consumed', async () => p.stats.rowsWritten, (n) => n >= 1_000);
-      const { rows } = await pool.query<{ order_id: string; item_count: number }>(`SELECT order_id, item_count FROM ${f.table} ORDER BY order_id`);
+      await waitFor(
+        '1000 records consumed',
+        async () => p.stats.rowsWritten,
+        (n) => n >= 1_000,
+      );
+      const { rows } = await pool.query<{ order_id: string; item_count: number }>(
+        `SELECT order_id, item_count FROM ${f.table} ORDER BY order_id`,
+      );
       expect(rows).toHaveLength(100);
       // Per key, the last record produced (i = 900 + key) wins, across batches and within one.
       expect(rows.every((r) => r.item_count === 900 + Number(r.order_id))).toBe(true);
 
       const producer = await connectedProducer(kafka);
-      await producer.send({ topic: f.topic, messages: Array.from({ length: 10 }, (_, k) => ({ key: String(k), value: null })) });
+      await producer.send({
+        topic: f.topic,
+        messages: Array.from({ length: 10 }, (_, k) => ({ key: String(k), value: null })),
+      });
       await producer.disconnect();
-      await waitFor('tombstones applied', () => countRows(pool, f.table), (n) => n === 90);
+      await waitFor(
+        'tombstones applied',
+        () => countRows(pool, f.table),
+        (n) => n === 90,
+      );
     } finally {
       await p.service.stop();
     }
     const { rows: left } = await pool.query<{ min: string }>(`SELECT min(order_id) AS min FROM ${f.table}`);
     expect(Number(left[0]!.min)).toBe(10);
-    const { rows: amounts } = await pool.query<{ amount: string }>(`SELECT amount::text FROM ${f.table} WHERE order_id = 10`);
+    const { rows: amounts } = await pool.query<{ amount: string }>(
+      `SELECT amount::text FROM ${f.table} WHERE order_id = 10`,
+    );
     const rand = prng(7);
     let expected = '';
     for (let i = 0; i < 1_000; i++) {
@@ -202,7 +262,11 @@ describe('upsert', () => {
     const again = createPipeline(testConfig(f), { logger });
     await again.service.start();
     try {
-      await waitFor('replayed', async () => again.stats.rowsWritten, (n) => n >= 1_010);
+      await waitFor(
+        'replayed',
+        async () => again.stats.rowsWritten,
+        (n) => n >= 1_010,
+      );
     } finally {
       await again.service.stop();
     }

@@ -20,12 +20,19 @@ describe.runIf(saslBrokers !== '')('Kafka SASL/SCRAM', () => {
     await produceOrders(kafka, f.topic, 0, 400);
     const sasl = (password: string) =>
       testConfig(f, {
-        kafka: { brokers: saslBrokers.split(','), sasl: { mechanism: 'scram-sha-512', username: 'pgsink', password } },
+        kafka: {
+          brokers: saslBrokers.split(','),
+          sasl: { mechanism: 'scram-sha-512', username: 'pgsink', password },
+        },
       });
     const p = createPipeline(sasl('pgsink-secret'), { logger: createLogger('error') });
     await p.service.start();
     try {
-      await waitFor('rows through SASL', () => countRows(pool, f.table), (n) => n >= 400);
+      await waitFor(
+        'rows through SASL',
+        () => countRows(pool, f.table),
+        (n) => n >= 400,
+      );
     } finally {
       await p.service.stop();
     }

@@ -3,7 +3,14 @@
 // offsets reach the end of every partition, and the consumer never stops or restarts.
 import { afterAll, describe, expect, it } from 'vitest';
 import { routeSchema } from '../../src/config/schema.ts';
-import { decimalBytes, ORDERS_SCHEMA_PATH, ordersType, prng, sampleOrder, type Order } from '../../src/cli/sample-data.ts';
+import {
+  decimalBytes,
+  ORDERS_SCHEMA_PATH,
+  ordersType,
+  prng,
+  sampleOrder,
+  type Order,
+} from '../../src/cli/sample-data.ts';
 import { frame } from '../../src/avro/wire.ts';
 import { createPipeline } from '../../src/pipeline/app.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
@@ -63,7 +70,10 @@ describe('malformed input', () => {
       messages.splice(at, 0, { key: b.code === '23505' ? '7' : `bad-${b.code}`, value: b.value });
     }
     // The duplicate must come after its original in the partition.
-    const dup = messages.findIndex((m) => m.key === '7' && m.value !== null && messages.indexOf(m) !== messages.findIndex((x) => x.key === '7'));
+    const dup = messages.findIndex(
+      (m) =>
+        m.key === '7' && m.value !== null && messages.indexOf(m) !== messages.findIndex((x) => x.key === '7'),
+    );
     expect(dup).toBeGreaterThan(messages.findIndex((x) => x.key === '7'));
 
     const producer = await connectedProducer(kafka);
@@ -78,14 +88,19 @@ describe('malformed input', () => {
       schemaIds: { '1': ORDERS_SCHEMA_PATH },
     });
     const fixture = { topic, groupId: uniqueName('bad_g'), table: `"${schema}".orders`, schema, route };
-    const p = createPipeline(testConfig(fixture, { batch: { maxRows: 200, maxBytes: 1024 * 1024, lingerMs: 50 } }), {
-      logger: createLogger('error'),
-    });
+    const p = createPipeline(
+      testConfig(fixture, { batch: { maxRows: 200, maxBytes: 1024 * 1024, lingerMs: 50 } }),
+      {
+        logger: createLogger('error'),
+      },
+    );
     await p.service.start();
     try {
       const ends = await endOffsets(kafka, topic);
-      await waitFor('offsets at the end of every partition', () => committedOffsets(kafka, fixture.groupId, topic), (c) =>
-        [...ends].every(([q, e]) => c.get(q) === e),
+      await waitFor(
+        'offsets at the end of every partition',
+        () => committedOffsets(kafka, fixture.groupId, topic),
+        (c) => [...ends].every(([q, e]) => c.get(q) === e),
       );
       expect(p.service.state).toBe('running');
       expect(p.service.failure).toBeUndefined();
@@ -132,13 +147,26 @@ describe('dead-letter rate limit', () => {
     const producer = await connectedProducer(kafka);
     try {
       await waitFor('joined', async () => p.service.ready, Boolean, 30_000);
-      await producer.send({ topic, messages: Array.from({ length: 10 }, () => ({ value: Buffer.from('not avro at all') })) });
-      await waitFor('route halted', async () => p.service.haltedRoutes.size, (n) => n === 1, 30_000);
+      await producer.send({
+        topic,
+        messages: Array.from({ length: 10 }, () => ({ value: Buffer.from('not avro at all') })),
+      });
+      await waitFor(
+        'route halted',
+        async () => p.service.haltedRoutes.size,
+        (n) => n === 1,
+        30_000,
+      );
       expect(p.service.ready).toBe(false);
-      expect(p.service.haltedRoutes.get(topic)).toMatch(/10 dead letters in the last minute exceed maxDeadLettersPerMinute \(3\)/);
+      expect(p.service.haltedRoutes.get(topic)).toMatch(
+        /10 dead letters in the last minute exceed maxDeadLettersPerMinute \(3\)/,
+      );
       // Nothing more is consumed: a good record waits, unacknowledged.
       const type = ordersType();
-      await producer.send({ topic, messages: [{ value: frame(1, type.toBuffer({ ...sampleOrder(1, prng(1)), note: null })) }] });
+      await producer.send({
+        topic,
+        messages: [{ value: frame(1, type.toBuffer({ ...sampleOrder(1, prng(1)), note: null })) }],
+      });
       await new Promise((r) => setTimeout(r, 1_000));
       expect(await countRows(pool, f.table)).toBe(0);
       expect(p.service.pausedPartitions).toEqual([`${topic}:0`]);

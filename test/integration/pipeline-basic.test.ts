@@ -7,7 +7,15 @@ import type { FlushReport, SinkObserver } from '../../src/pipeline/observer.ts';
 import { formatDecimal } from '../../src/sink/copy-text.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { kafkaClient, pgPool } from '../support/services.ts';
-import { committedOffsets, countRows, endOffsets, ordersFixture, produceOrders, testConfig, waitFor } from '../support/pipeline.ts';
+import {
+  committedOffsets,
+  countRows,
+  endOffsets,
+  ordersFixture,
+  produceOrders,
+  testConfig,
+  waitFor,
+} from '../support/pipeline.ts';
 
 const kafka = kafkaClient();
 const pool = pgPool();
@@ -47,7 +55,11 @@ describe('pipeline: N events over several partitions', () => {
     const { service } = createPipeline(testConfig(f), { logger });
     await service.start();
     try {
-      await waitFor('all rows', () => countRows(pool, f.table), (n) => n >= N);
+      await waitFor(
+        'all rows',
+        () => countRows(pool, f.table),
+        (n) => n >= N,
+      );
       const ends = await endOffsets(kafka, f.topic);
       await waitFor(
         'committed offsets at the end of each partition',
@@ -103,14 +115,21 @@ describe('pipeline: flush triggers', () => {
     const f = await ordersFixture(kafka, pool, 1, 'trig');
     const lingerMs = 400;
     const obs = recorder();
-    const { service } = createPipeline(testConfig(f, { batch: { maxRows: 1_000, maxBytes: 4 * 1024 * 1024, lingerMs } }), {
-      logger,
-      observer: obs,
-    });
+    const { service } = createPipeline(
+      testConfig(f, { batch: { maxRows: 1_000, maxBytes: 4 * 1024 * 1024, lingerMs } }),
+      {
+        logger,
+        observer: obs,
+      },
+    );
     await service.start();
     try {
       await produceOrders(kafka, f.topic, 0, 2_500);
-      await waitFor('burst', () => countRows(pool, f.table), (n) => n >= 2_500);
+      await waitFor(
+        'burst',
+        () => countRows(pool, f.table),
+        (n) => n >= 2_500,
+      );
       expect(obs.flushes.every((r) => r.rows <= 1_000)).toBe(true);
       expect(obs.flushes.filter((r) => r.reason === 'rows').length).toBeGreaterThanOrEqual(2);
 
@@ -118,7 +137,13 @@ describe('pipeline: flush triggers', () => {
       const before = obs.flushes.length;
       const t0 = Date.now();
       await produceOrders(kafka, f.topic, 2_500, 1);
-      await waitFor('lone record', () => countRows(pool, f.table), (n) => n >= 2_501, 10_000, 20);
+      await waitFor(
+        'lone record',
+        () => countRows(pool, f.table),
+        (n) => n >= 2_501,
+        10_000,
+        20,
+      );
       const took = Date.now() - t0;
       const lone = obs.flushes.slice(before);
       expect(lone).toHaveLength(1);

@@ -5,7 +5,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createPipeline } from '../../src/pipeline/app.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { kafkaClient, pgPool } from '../support/services.ts';
-import { committedOffsets, countRows, endOffsets, ordersFixture, produceOrders, testConfig, waitFor } from '../support/pipeline.ts';
+import {
+  committedOffsets,
+  countRows,
+  endOffsets,
+  ordersFixture,
+  produceOrders,
+  testConfig,
+  waitFor,
+} from '../support/pipeline.ts';
 
 const kafka = kafkaClient();
 const pool = pgPool();
@@ -33,21 +41,36 @@ describe('pipeline failures', () => {
       // The target goes missing (SQLSTATE 42P01): not the records' fault, so it is retried.
       await pool.query(`ALTER TABLE ${f.table} RENAME TO orders_away`);
       await produceOrders(kafka, f.topic, 0, N);
-      await waitFor('failing flushes', async () => stats.flushFailures, (n) => n >= 3, 30_000);
+      await waitFor(
+        'failing flushes',
+        async () => stats.flushFailures,
+        (n) => n >= 3,
+        30_000,
+      );
       expect(service.pausedPartitions.length).toBe(2);
       const committed = await committedOffsets(kafka, f.groupId, f.topic);
       expect([...committed.values()].every((o) => o === -1)).toBe(true);
       expect(stats.deadLettered).toBe(0);
 
       await pool.query(`ALTER TABLE "${f.schema}".orders_away RENAME TO orders`);
-      await waitFor('all rows after recovery', () => countRows(pool, f.table), (n) => n >= N, 30_000);
+      await waitFor(
+        'all rows after recovery',
+        () => countRows(pool, f.table),
+        (n) => n >= N,
+        30_000,
+      );
       const ends = await endOffsets(kafka, f.topic);
       await waitFor(
         'commits after recovery',
         () => committedOffsets(kafka, f.groupId, f.topic),
         (c) => [...ends].every(([p, end]) => c.get(p) === end),
       );
-      await waitFor('partitions resumed', async () => service.pausedPartitions.length, (n) => n === 0, 10_000);
+      await waitFor(
+        'partitions resumed',
+        async () => service.pausedPartitions.length,
+        (n) => n === 0,
+        10_000,
+      );
     } finally {
       await service.stop();
     }
@@ -75,7 +98,12 @@ describe('pipeline failures', () => {
         if (killed > 200) break;
       }
       await producing;
-      await waitFor('all rows', () => countRows(pool, f.table), (n) => n >= N, 60_000);
+      await waitFor(
+        'all rows',
+        () => countRows(pool, f.table),
+        (n) => n >= N,
+        60_000,
+      );
     } finally {
       await service.stop();
     }
@@ -91,7 +119,12 @@ describe('pipeline failures', () => {
     const config = testConfig(f, {
       kafka: { maxBytesPerPartition },
       batch: { maxRows: 2_000, maxBytes: 256 * 1024, lingerMs: 50 },
-      backpressure: { maxPartitionBytes: 512 * 1024, maxTotalBytes, resumeRatio: 0.5, maxConcurrentFlushes: 3 },
+      backpressure: {
+        maxPartitionBytes: 512 * 1024,
+        maxTotalBytes,
+        resumeRatio: 0.5,
+        maxConcurrentFlushes: 3,
+      },
     });
     const { service, stats } = createPipeline(config, { logger });
     await service.start();
@@ -99,11 +132,20 @@ describe('pipeline failures', () => {
     const N = 60_000;
     try {
       await produceOrders(kafka, f.topic, 0, 1_000);
-      await waitFor('first rows', () => countRows(pool, f.table), (n) => n >= 1_000);
+      await waitFor(
+        'first rows',
+        () => countRows(pool, f.table),
+        (n) => n >= 1_000,
+      );
       await locker.query('BEGIN');
       await locker.query(`LOCK TABLE ${f.table} IN ACCESS EXCLUSIVE MODE`);
       await produceOrders(kafka, f.topic, 1_000, N - 1_000);
-      await waitFor('partitions paused', async () => service.pausedPartitions.length, (n) => n === 3, 30_000);
+      await waitFor(
+        'partitions paused',
+        async () => service.pausedPartitions.length,
+        (n) => n === 3,
+        30_000,
+      );
       // Hold the lock a while: fetching must stay stopped and memory bounded.
       const samples: number[] = [];
       for (let i = 0; i < 20; i++) {
@@ -114,8 +156,18 @@ describe('pipeline failures', () => {
       const bound = maxTotalBytes + 3 * (maxBytesPerPartition * 4);
       expect(Math.max(...samples, stats.maxBufferedBytes)).toBeLessThan(bound);
       await locker.query('COMMIT');
-      await waitFor('all rows after unlock', () => countRows(pool, f.table), (n) => n >= N, 60_000);
-      await waitFor('partitions resumed', async () => service.pausedPartitions.length, (n) => n === 0, 10_000);
+      await waitFor(
+        'all rows after unlock',
+        () => countRows(pool, f.table),
+        (n) => n >= N,
+        60_000,
+      );
+      await waitFor(
+        'partitions resumed',
+        async () => service.pausedPartitions.length,
+        (n) => n === 0,
+        10_000,
+      );
     } finally {
       await locker.query('ROLLBACK').catch(() => undefined);
       locker.release();

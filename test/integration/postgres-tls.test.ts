@@ -39,7 +39,21 @@ function openssl(args: string[]): void {
 }
 
 function makeCa(name: string): void {
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`]);
+  openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${name}`,
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.crt`,
+  ]);
 }
 
 beforeAll(async () => {
@@ -47,8 +61,35 @@ beforeAll(async () => {
   makeCa('test-ca');
   makeCa('other-ca');
   writeFileSync(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr']);
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'test-ca.crt', '-CAkey', 'test-ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'san.ext', '-out', 'server.crt']);
+  openssl([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=localhost',
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+  ]);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'test-ca.crt',
+    '-CAkey',
+    'test-ca.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    'san.ext',
+    '-out',
+    'server.crt',
+  ]);
   chmodSync(join(dir, 'server.key'), 0o600);
   // initdb/pg_ctl refuse to run as root; stack/postgres.sh runs them as 'postgres', which must own the key.
   if (process.getuid?.() === 0) {
@@ -79,11 +120,21 @@ describe('Postgres over TLS', () => {
   it('ingests end to end with sslmode verify-full, and names a wrong CA clearly', async () => {
     const topic = uniqueName('tls_t');
     await createTopic(kafka, topic, 2);
-    const route = routeSchema.parse({ topic, table: 'public.orders_tls', schema: ORDERS_SCHEMA_PATH, metadata: { offset: '_offset', partition: '_partition' } });
+    const route = routeSchema.parse({
+      topic,
+      table: 'public.orders_tls',
+      schema: ORDERS_SCHEMA_PATH,
+      metadata: { offset: '_offset', partition: '_partition' },
+    });
     const configFor = (ca: string) =>
       parseConfig(
         {
-          kafka: { brokers: kafkaBrokers(), groupId: uniqueName('tls_g'), sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000 },
+          kafka: {
+            brokers: kafkaBrokers(),
+            groupId: uniqueName('tls_g'),
+            sessionTimeoutMs: 10_000,
+            heartbeatIntervalMs: 1_000,
+          },
           postgres: { url, ssl: { mode: 'verify-full', ca: join(dir, ca) } },
           batch: { lingerMs: 50 },
           log: { level: 'error' },
@@ -96,7 +147,9 @@ describe('Postgres over TLS', () => {
     const admin = new pg.Client(pgClientConfig(good));
     await admin.connect();
     try {
-      const { rows: tls } = await admin.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
+      const { rows: tls } = await admin.query<{ ssl: boolean }>(
+        'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+      );
       expect(tls[0]!.ssl).toBe(true);
       const plan = buildColumnPlan(ordersType(), route);
       await admin.query(createTableSql(route.table, plan.columns, plan.pgTypes));
@@ -105,13 +158,19 @@ describe('Postgres over TLS', () => {
       const p = createPipeline(good, { logger: createLogger('error') });
       await p.service.start();
       try {
-        await waitFor('rows over TLS', async () => Number((await admin.query('SELECT count(*) AS n FROM public.orders_tls')).rows[0].n), (n) => n >= 500);
+        await waitFor(
+          'rows over TLS',
+          async () => Number((await admin.query('SELECT count(*) AS n FROM public.orders_tls')).rows[0].n),
+          (n) => n >= 500,
+        );
       } finally {
         await p.service.stop();
       }
 
       const wrong = createPipeline(configFor('other-ca.crt'), { logger: createLogger('error') });
-      await expect(wrong.service.start()).rejects.toThrow(/cannot connect to PostgreSQL at localhost:\d+: .*(certificate|self.signed).*Check postgres\.ssl/);
+      await expect(wrong.service.start()).rejects.toThrow(
+        /cannot connect to PostgreSQL at localhost:\d+: .*(certificate|self.signed).*Check postgres\.ssl/,
+      );
       await wrong.service.stop();
     } finally {
       await admin.end();

@@ -7,7 +7,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createPipeline } from '../../src/pipeline/app.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { runCli } from '../support/cli.ts';
-import { committedOffsets, countRows, endOffsets, ordersFixture, produceOrders, testConfig, waitFor, type Fixture } from '../support/pipeline.ts';
+import {
+  committedOffsets,
+  countRows,
+  endOffsets,
+  ordersFixture,
+  produceOrders,
+  testConfig,
+  waitFor,
+  type Fixture,
+} from '../support/pipeline.ts';
 import { databaseUrl, kafkaBrokers, kafkaClient, pgPool } from '../support/services.ts';
 
 const kafka = kafkaClient();
@@ -40,9 +49,17 @@ async function ingestAll(f: Fixture, n: number): Promise<void> {
   const p = createPipeline(testConfig(f), { logger });
   await p.service.start();
   try {
-    await waitFor('rows', () => countRows(pool, f.table), (c) => c >= n);
+    await waitFor(
+      'rows',
+      () => countRows(pool, f.table),
+      (c) => c >= n,
+    );
     const ends = await endOffsets(kafka, f.topic);
-    await waitFor('commits', () => committedOffsets(kafka, f.groupId, f.topic), (c) => [...ends].every(([q, e]) => c.get(q) === e));
+    await waitFor(
+      'commits',
+      () => committedOffsets(kafka, f.groupId, f.topic),
+      (c) => [...ends].every(([q, e]) => c.get(q) === e),
+    );
   } finally {
     await p.service.stop();
   }
@@ -61,10 +78,21 @@ describe('pgsink replay', () => {
     const fencesBefore = await fences(f);
     const committedBefore = await committedOffsets(kafka, f.groupId, f.topic);
 
-    const dry = await runCli(['replay', '--config', config, '--topic', f.topic, '--to-datetime', cut, '--dry-run']);
+    const dry = await runCli([
+      'replay',
+      '--config',
+      config,
+      '--topic',
+      f.topic,
+      '--to-datetime',
+      cut,
+      '--dry-run',
+    ]);
     expect(dry.stderr).toBe('');
     expect(dry.code).toBe(0);
-    expect(dry.stdout).toMatch(/partition\s+kafka committed\s+pg fence\s+current\s+target\s+records to replay/);
+    expect(dry.stdout).toMatch(
+      /partition\s+kafka committed\s+pg fence\s+current\s+target\s+records to replay/,
+    );
     expect(dry.stdout).toContain('dry run: nothing changed; 900 records would be written again');
     expect(await fences(f)).toEqual(fencesBefore);
     expect(await committedOffsets(kafka, f.groupId, f.topic)).toEqual(committedBefore);
@@ -82,16 +110,44 @@ describe('pgsink replay', () => {
     }
 
     // Bad requests are clear errors.
-    const badPart = await runCli(['replay', '--config', config, '--topic', f.topic, '--partition', '9', '--to-earliest']);
+    const badPart = await runCli([
+      'replay',
+      '--config',
+      config,
+      '--topic',
+      f.topic,
+      '--partition',
+      '9',
+      '--to-earliest',
+    ]);
     expect(badPart).toMatchObject({ code: 2 });
     expect(badPart.stderr).toContain('partition 9 does not exist');
-    const badOffset = await runCli(['replay', '--config', config, '--topic', f.topic, '--partition', '0', '--to-offset', '999999']);
+    const badOffset = await runCli([
+      'replay',
+      '--config',
+      config,
+      '--topic',
+      f.topic,
+      '--partition',
+      '0',
+      '--to-offset',
+      '999999',
+    ]);
     expect(badOffset.code).toBe(2);
     expect(badOffset.stderr).toContain('out of range');
     const badTopic = await runCli(['replay', '--config', config, '--topic', 'nope', '--to-earliest']);
     expect(badTopic.code).toBe(2);
     expect(badTopic.stderr).toContain("topic 'nope' has no route");
-    const badGroup = await runCli(['replay', '--config', config, '--group', 'no-such-group', '--topic', f.topic, '--to-earliest']);
+    const badGroup = await runCli([
+      'replay',
+      '--config',
+      config,
+      '--group',
+      'no-such-group',
+      '--topic',
+      f.topic,
+      '--to-earliest',
+    ]);
     expect(badGroup.code).toBe(2);
     expect(badGroup.stderr).toContain("group 'no-such-group' is unknown");
 
@@ -109,7 +165,12 @@ describe('pgsink replay', () => {
 
     const status = await runCli(['offsets', '--config', config, '--json']);
     expect(status.code).toBe(0);
-    const parsed = JSON.parse(status.stdout) as Array<{ partition: number; lag: number; fence: number; high: number }>;
+    const parsed = JSON.parse(status.stdout) as Array<{
+      partition: number;
+      lag: number;
+      fence: number;
+      high: number;
+    }>;
     expect(parsed).toHaveLength(3);
     expect(parsed.every((r) => r.lag === 0 && r.fence === r.high)).toBe(true);
   });

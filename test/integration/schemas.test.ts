@@ -20,7 +20,10 @@ const logger = createLogger('error');
 afterAll(() => pool.end());
 
 type Field = { name: string; type: unknown; default?: unknown };
-const v1 = JSON.parse(readFileSync(ORDERS_SCHEMA_PATH, 'utf8')) as { fields: Field[] } & Record<string, unknown>;
+const v1 = JSON.parse(readFileSync(ORDERS_SCHEMA_PATH, 'utf8')) as { fields: Field[] } & Record<
+  string,
+  unknown
+>;
 const withFields = (fields: Field[]) => ({ ...v1, fields });
 // v2 adds a field with a default; v3 drops `currency`, which v2 readers need (no default).
 const v2 = withFields([...v1.fields, { name: 'coupon', type: 'string', default: '' }]);
@@ -52,14 +55,25 @@ async function setup(prefix: string, readerFile: string, registryUrl: string) {
   return { f, config };
 }
 
-async function send(topic: string, partition: number, id: number, schema: object, from: number, count: number): Promise<void> {
+async function send(
+  topic: string,
+  partition: number,
+  id: number,
+  schema: object,
+  from: number,
+  count: number,
+): Promise<void> {
   const type = typeForSchema(schema as AvroSchema);
   const rand = prng(from);
   const producer = await connectedProducer(kafka);
   const messages = Array.from({ length: count }, (_, k) => {
     const i = from + k;
     const { currency, ...rest } = sampleOrder(i, rand);
-    const value = { ...rest, ...(schema === v3 ? {} : { currency }), ...(schema === v1 ? {} : { coupon: `C${i}` }) };
+    const value = {
+      ...rest,
+      ...(schema === v3 ? {} : { currency }),
+      ...(schema === v1 ? {} : { coupon: `C${i}` }),
+    };
     return { partition, key: String(i), value: frame(id, type.toBuffer(value)) };
   });
   await producer.send({ topic, messages });
@@ -77,30 +91,58 @@ describe('schema evolution', () => {
       try {
         for (const p of [0, 1, 2]) await send(f.topic, p, 1, v1, p * 1_000, 50);
         for (const p of [0, 1, 2]) await send(f.topic, p, 2, v2, p * 1_000 + 50, 50);
-        await waitFor('v1 and v2', () => countRows(pool, f.table), (n) => n >= 300);
+        await waitFor(
+          'v1 and v2',
+          () => countRows(pool, f.table),
+          (n) => n >= 300,
+        );
         await send(f.topic, 0, 3, v3, 5_000, 10);
         for (const p of [0, 1, 2]) await send(f.topic, p, 2, v2, p * 1_000 + 100, 20);
         // Partitions 1 and 2 keep flowing; partition 0 waits at v3 without dead-lettering it.
-        await waitFor('1 and 2 flow', async () => (await pool.query(`SELECT count(*)::int AS n FROM ${f.table} WHERE _partition > 0`)).rows[0].n as number, (n) => n >= 240);
-        await waitFor('partition 0 paused', async () => first.service.pausedPartitions, (p) => p.includes(`${f.topic}:0`), 20_000);
-        expect((await pool.query(`SELECT count(*)::int AS n FROM ${f.table} WHERE _partition = 0`)).rows[0].n).toBe(100);
+        await waitFor(
+          '1 and 2 flow',
+          async () =>
+            (await pool.query(`SELECT count(*)::int AS n FROM ${f.table} WHERE _partition > 0`)).rows[0]
+              .n as number,
+          (n) => n >= 240,
+        );
+        await waitFor(
+          'partition 0 paused',
+          async () => first.service.pausedPartitions,
+          (p) => p.includes(`${f.topic}:0`),
+          20_000,
+        );
+        expect(
+          (await pool.query(`SELECT count(*)::int AS n FROM ${f.table} WHERE _partition = 0`)).rows[0].n,
+        ).toBe(100);
         expect(first.stats.deadLettered).toBe(0);
       } finally {
         await first.service.stop();
       }
-      const { rows: coupons } = await pool.query<{ c: string }>(`SELECT coupon AS c FROM ${f.table} WHERE order_id = 0 OR order_id = 1050 ORDER BY order_id`);
+      const { rows: coupons } = await pool.query<{ c: string }>(
+        `SELECT coupon AS c FROM ${f.table} WHERE order_id = 0 OR order_id = 1050 ORDER BY order_id`,
+      );
       expect(coupons.map((r) => r.c)).toEqual(['', 'C1050']);
 
       // The fix: the route's reader schema gives currency a default.
-      const fixed = { ...config, routes: [{ ...config.routes[0]!, schema: writeSchema(dir, 'v2fixed.avsc', v2fixed) }] };
+      const fixed = {
+        ...config,
+        routes: [{ ...config.routes[0]!, schema: writeSchema(dir, 'v2fixed.avsc', v2fixed) }],
+      };
       const second = createPipeline(fixed, { logger });
       await second.service.start();
       try {
-        await waitFor('everything', () => countRows(pool, f.table), (n) => n >= 370);
+        await waitFor(
+          'everything',
+          () => countRows(pool, f.table),
+          (n) => n >= 370,
+        );
       } finally {
         await second.service.stop();
       }
-      const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${f.table} WHERE currency = 'XXX'`);
+      const { rows } = await pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${f.table} WHERE currency = 'XXX'`,
+      );
       expect(rows[0]!.n).toBe(10);
       expect(second.stats.deadLettered).toBe(0);
     } finally {
@@ -119,19 +161,37 @@ describe('schema registry outages', () => {
     try {
       // Down at start: connection refused.
       for (const q of [0, 1, 2]) await send(f.topic, q, 1, v1, q * 1_000, 40);
-      await waitFor('retrying while down', async () => p.stats.flushFailures, (n) => n >= 3, 20_000);
+      await waitFor(
+        'retrying while down',
+        async () => p.stats.flushFailures,
+        (n) => n >= 3,
+        20_000,
+      );
       expect(await countRows(pool, f.table)).toBe(0);
       await registry.comeBack();
-      await waitFor('v1 lands', () => countRows(pool, f.table), (n) => n >= 120);
+      await waitFor(
+        'v1 lands',
+        () => countRows(pool, f.table),
+        (n) => n >= 120,
+      );
 
       // Down mid-stream: the registry answers 503 when a new schema id appears.
       registry.mode = 'error';
       const failuresBefore = p.stats.flushFailures;
       for (const q of [0, 1, 2]) await send(f.topic, q, 2, v2, q * 1_000 + 40, 40);
-      await waitFor('retrying mid-stream', async () => p.stats.flushFailures, (n) => n >= failuresBefore + 3, 20_000);
+      await waitFor(
+        'retrying mid-stream',
+        async () => p.stats.flushFailures,
+        (n) => n >= failuresBefore + 3,
+        20_000,
+      );
       expect(await countRows(pool, f.table)).toBe(120);
       registry.mode = 'up';
-      await waitFor('v2 lands', () => countRows(pool, f.table), (n) => n >= 240);
+      await waitFor(
+        'v2 lands',
+        () => countRows(pool, f.table),
+        (n) => n >= 240,
+      );
     } finally {
       await p.service.stop();
       await registry.close();

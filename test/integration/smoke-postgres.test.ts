@@ -16,7 +16,9 @@ describe('PostgreSQL COPY smoke', () => {
   });
 
   it('COPYs 5000 rows and reads them back exactly', async () => {
-    await pool.query(`CREATE TABLE "${table}" (id int PRIMARY KEY, name text, amount numeric(12,2), at timestamptz)`);
+    await pool.query(
+      `CREATE TABLE "${table}" (id int PRIMARY KEY, name text, amount numeric(12,2), at timestamptz)`,
+    );
     const rows = Array.from({ length: 5000 }, (_, i) => ({
       id: i,
       name: i % 7 === 0 ? null : `name\t${i}\\ é`,
@@ -24,12 +26,17 @@ describe('PostgreSQL COPY smoke', () => {
       at: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
     }));
     const esc = (s: string) => s.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n');
-    const text = rows.map((r) => `${r.id}\t${r.name === null ? '\\N' : esc(r.name)}\t${r.amount}\t${r.at}\n`).join('');
+    const text = rows
+      .map((r) => `${r.id}\t${r.name === null ? '\\N' : esc(r.name)}\t${r.amount}\t${r.at}\n`)
+      .join('');
 
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      await pipeline(Readable.from([Buffer.from(text)]), client.query(copyFrom(`COPY "${table}" FROM STDIN`)));
+      await pipeline(
+        Readable.from([Buffer.from(text)]),
+        client.query(copyFrom(`COPY "${table}" FROM STDIN`)),
+      );
       await client.query('COMMIT');
     } finally {
       client.release();
@@ -48,7 +55,10 @@ describe('PostgreSQL COPY smoke', () => {
     try {
       await client.query('BEGIN');
       await expect(
-        pipeline(Readable.from([Buffer.from('1\n2\n2\n')]), client.query(copyFrom(`COPY "${t2}" FROM STDIN`))),
+        pipeline(
+          Readable.from([Buffer.from('1\n2\n2\n')]),
+          client.query(copyFrom(`COPY "${t2}" FROM STDIN`)),
+        ),
       ).rejects.toMatchObject({ code: '23505' });
       await client.query('ROLLBACK');
     } finally {

@@ -43,7 +43,17 @@ const SCHEMA = {
     { name: 'lts', type: { type: 'long', logicalType: 'local-timestamp-micros' } },
     { name: 'ns', type: ['null', 'string'], default: null },
     { name: 'uni', type: ['null', 'string', 'long'], default: null },
-    { name: 'rec', type: { type: 'record', name: 'Inner', fields: [{ name: 'x', type: 'int' }, { name: 'y', type: 'string' }] } },
+    {
+      name: 'rec',
+      type: {
+        type: 'record',
+        name: 'Inner',
+        fields: [
+          { name: 'x', type: 'int' },
+          { name: 'y', type: 'string' },
+        ],
+      },
+    },
     { name: 'm', type: { type: 'map', values: 'long' } },
     { name: 'ai', type: { type: 'array', items: 'int' } },
     { name: 'as', type: { type: 'array', items: 'string' } },
@@ -83,7 +93,11 @@ const INT64 = { min: -(2n ** 63n), max: 2n ** 63n - 1n };
 // Inside PostgreSQL's timestamp range (4713 BC .. 294276 AD), with margin.
 const TS_US = { min: -210_000_000_000_000_000n, max: 9_000_000_000_000_000_000n };
 const text = fc
-  .oneof(fc.string({ unit: 'grapheme', maxLength: 12 }), fc.string({ unit: 'binary-ascii', maxLength: 12 }), fc.constantFrom('', 'é\t\\n\r\n"\'', '𝄞🚀 عربى 中文'))
+  .oneof(
+    fc.string({ unit: 'grapheme', maxLength: 12 }),
+    fc.string({ unit: 'binary-ascii', maxLength: 12 }),
+    fc.constantFrom('', 'é\t\\n\r\n"\'', '𝄞🚀 عربى 中文'),
+  )
   .filter((s) => !s.includes('\u0000'));
 const finiteDouble = fc.double({ noNaN: true, noDefaultInfinity: true });
 const rec: fc.Arbitrary<Omit<Rec, 'id'>> = fc.record({
@@ -114,8 +128,20 @@ const rec: fc.Arbitrary<Omit<Rec, 'id'>> = fc.record({
 });
 
 const EDGES: Array<Partial<Omit<Rec, 'id'>>> = [
-  { l: INT64.min, i: -(2 ** 31), d: Number.MAX_VALUE, f: Math.fround(3.4028234663852886e38), dec: -(10n ** 16n) + 1n },
-  { l: INT64.max, i: 2 ** 31 - 1, d: Number.MIN_VALUE, f: Math.fround(1.401298464324817e-45), dec: 10n ** 16n - 1n },
+  {
+    l: INT64.min,
+    i: -(2 ** 31),
+    d: Number.MAX_VALUE,
+    f: Math.fround(3.4028234663852886e38),
+    dec: -(10n ** 16n) + 1n,
+  },
+  {
+    l: INT64.max,
+    i: 2 ** 31 - 1,
+    d: Number.MIN_VALUE,
+    f: Math.fround(1.401298464324817e-45),
+    dec: 10n ** 16n - 1n,
+  },
   { d: Number.NaN, f: Number.NaN, s: '', as: [], ai: [], an: [], m: {} },
   { d: Infinity, f: -Infinity, tsu: TS_US.min, lts: TS_US.max, tsm: 0n, dt: 0 },
   { d: -Infinity, f: Infinity, tsu: -1n, lts: -1n, tsm: -1n, dt: -1, dec: -1n },
@@ -129,41 +155,65 @@ function expectedDecimal(unscaled: bigint, scale: number): string {
 }
 
 const jsonable = (v: unknown): unknown =>
-  typeof v === 'bigint' ? Number(v) : Array.isArray(v) ? v.map(jsonable) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonable(x)])) : v;
+  typeof v === 'bigint'
+    ? Number(v)
+    : Array.isArray(v)
+      ? v.map(jsonable)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonable(x)]))
+        : v;
 
 describe('type mapping', () => {
-  it('round-trips every supported Avro type exactly through Kafka and COPY', { timeout: 120_000 }, async () => {
-    const samples = fc.sample(rec, { numRuns: 250, seed: 20261121 });
-    const base = samples[0]!;
-    const records: Rec[] = [...EDGES.map((e) => ({ ...base, ...e })), ...samples].map((r, id) => ({ ...r, id }));
-    const type = typeForSchema(SCHEMA as AvroSchema);
-    const dir = mkdtempSync(join(tmpdir(), 'pgsink-types-'));
-    const schemaFile = join(dir, 'all.avsc');
-    writeFileSync(schemaFile, JSON.stringify(SCHEMA));
+  it(
+    'round-trips every supported Avro type exactly through Kafka and COPY',
+    { timeout: 120_000 },
+    async () => {
+      const samples = fc.sample(rec, { numRuns: 250, seed: 20261121 });
+      const base = samples[0]!;
+      const records: Rec[] = [...EDGES.map((e) => ({ ...base, ...e })), ...samples].map((r, id) => ({
+        ...r,
+        id,
+      }));
+      const type = typeForSchema(SCHEMA as AvroSchema);
+      const dir = mkdtempSync(join(tmpdir(), 'pgsink-types-'));
+      const schemaFile = join(dir, 'all.avsc');
+      writeFileSync(schemaFile, JSON.stringify(SCHEMA));
 
-    const topic = uniqueName('types_t');
-    const schema = uniqueName('types_s');
-    await pool.query(`CREATE SCHEMA "${schema}"`);
-    await createTopic(kafka, topic, 2);
-    const producer = await connectedProducer(kafka);
-    await producer.send({
-      topic,
-      messages: records.map((r) => ({ key: String(r.id), value: frame(1, type.toBuffer({ ...r, dec: decimalBytes(r.dec) })) })),
-    });
-    await producer.disconnect();
+      const topic = uniqueName('types_t');
+      const schema = uniqueName('types_s');
+      await pool.query(`CREATE SCHEMA "${schema}"`);
+      await createTopic(kafka, topic, 2);
+      const producer = await connectedProducer(kafka);
+      await producer.send({
+        topic,
+        messages: records.map((r) => ({
+          key: String(r.id),
+          value: frame(1, type.toBuffer({ ...r, dec: decimalBytes(r.dec) })),
+        })),
+      });
+      await producer.disconnect();
 
-    const route = routeSchema.parse({ topic, table: `${schema}.all_types`, schema: schemaFile, autoCreate: true });
-    const f = { topic, groupId: uniqueName('types_g'), table: `"${schema}".all_types`, schema, route };
-    const p = createPipeline(testConfig(f), { logger: createLogger('error') });
-    await p.service.start();
-    try {
-      await waitFor('all records', async () => (await countRows(pool, f.table)) + p.stats.deadLettered, (n) => n >= records.length);
-    } finally {
-      await p.service.stop();
-    }
-    expect(p.stats.deadLettered).toBe(0);
+      const route = routeSchema.parse({
+        topic,
+        table: `${schema}.all_types`,
+        schema: schemaFile,
+        autoCreate: true,
+      });
+      const f = { topic, groupId: uniqueName('types_g'), table: `"${schema}".all_types`, schema, route };
+      const p = createPipeline(testConfig(f), { logger: createLogger('error') });
+      await p.service.start();
+      try {
+        await waitFor(
+          'all records',
+          async () => (await countRows(pool, f.table)) + p.stats.deadLettered,
+          (n) => n >= records.length,
+        );
+      } finally {
+        await p.service.stop();
+      }
+      expect(p.stats.deadLettered).toBe(0);
 
-    const { rows } = await pool.query<Record<string, string | null>>(`
+      const { rows } = await pool.query<Record<string, string | null>>(`
       SELECT id, b::text, i::text, l::text, f::float8::text AS f, d::text, s, encode(by, 'hex') AS by, encode(fx, 'hex') AS fx, e,
              dec::text, u::text, (dt - date '1970-01-01')::text AS dt,
              (extract(epoch from tms) * 1000)::bigint::text AS tms, (extract(epoch from tus) * 1000000)::bigint::text AS tus,
@@ -171,63 +221,64 @@ describe('type mapping', () => {
              (extract(epoch from lts) * 1000000)::bigint::text AS lts, ns, uni::text, rec::text, m::text,
              to_json(ai)::text AS ai, to_json("as")::text AS "as", to_json(an)::text AS an
         FROM ${f.table} ORDER BY id`);
-    expect(rows).toHaveLength(records.length);
-    const num = (s: string | null | undefined) => Number(s);
-    for (const r of records) {
-      const row = rows[r.id]!;
-      const got = {
-        b: row['b'],
-        i: row['i'],
-        l: row['l'],
-        f: Object.is(num(row['f']), r.f) || (Number.isNaN(r.f) && Number.isNaN(num(row['f']))),
-        d: Object.is(num(row['d']), r.d),
-        s: row['s'],
-        by: row['by'],
-        fx: row['fx'],
-        e: row['e'],
-        dec: row['dec'],
-        u: row['u'],
-        dt: row['dt'],
-        tms: row['tms'],
-        tus: row['tus'],
-        tsm: row['tsm'],
-        tsu: row['tsu'],
-        lts: row['lts'],
-        ns: row['ns'],
-        uni: row['uni'] === null ? null : JSON.parse(row['uni']!),
-        rec: JSON.parse(row['rec']!),
-        m: JSON.parse(row['m']!),
-        ai: JSON.parse(row['ai']!),
-        as: JSON.parse(row['as']!),
-        an: JSON.parse(row['an']!),
-      };
-      expect({ id: r.id, ...got }).toEqual({
-        id: r.id,
-        b: String(r.b),
-        i: String(r.i),
-        l: r.l.toString(),
-        f: true,
-        d: true,
-        s: r.s,
-        by: r.by.toString('hex'),
-        fx: r.fx.toString('hex'),
-        e: r.e,
-        dec: expectedDecimal(r.dec, 4),
-        u: r.u,
-        dt: String(r.dt),
-        tms: String(r.tms),
-        tus: r.tus.toString(),
-        tsm: r.tsm.toString(),
-        tsu: r.tsu.toString(),
-        lts: r.lts.toString(),
-        ns: r.ns,
-        uni: jsonable(r.uni),
-        rec: r.rec,
-        m: jsonable(r.m),
-        ai: r.ai,
-        as: r.as,
-        an: r.an,
-      });
-    }
-  });
+      expect(rows).toHaveLength(records.length);
+      const num = (s: string | null | undefined) => Number(s);
+      for (const r of records) {
+        const row = rows[r.id]!;
+        const got = {
+          b: row['b'],
+          i: row['i'],
+          l: row['l'],
+          f: Object.is(num(row['f']), r.f) || (Number.isNaN(r.f) && Number.isNaN(num(row['f']))),
+          d: Object.is(num(row['d']), r.d),
+          s: row['s'],
+          by: row['by'],
+          fx: row['fx'],
+          e: row['e'],
+          dec: row['dec'],
+          u: row['u'],
+          dt: row['dt'],
+          tms: row['tms'],
+          tus: row['tus'],
+          tsm: row['tsm'],
+          tsu: row['tsu'],
+          lts: row['lts'],
+          ns: row['ns'],
+          uni: row['uni'] === null ? null : JSON.parse(row['uni']!),
+          rec: JSON.parse(row['rec']!),
+          m: JSON.parse(row['m']!),
+          ai: JSON.parse(row['ai']!),
+          as: JSON.parse(row['as']!),
+          an: JSON.parse(row['an']!),
+        };
+        expect({ id: r.id, ...got }).toEqual({
+          id: r.id,
+          b: String(r.b),
+          i: String(r.i),
+          l: r.l.toString(),
+          f: true,
+          d: true,
+          s: r.s,
+          by: r.by.toString('hex'),
+          fx: r.fx.toString('hex'),
+          e: r.e,
+          dec: expectedDecimal(r.dec, 4),
+          u: r.u,
+          dt: String(r.dt),
+          tms: String(r.tms),
+          tus: r.tus.toString(),
+          tsm: r.tsm.toString(),
+          tsu: r.tsu.toString(),
+          lts: r.lts.toString(),
+          ns: r.ns,
+          uni: jsonable(r.uni),
+          rec: r.rec,
+          m: jsonable(r.m),
+          ai: r.ai,
+          as: r.as,
+          an: r.an,
+        });
+      }
+    },
+  );
 });

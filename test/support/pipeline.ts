@@ -18,11 +18,21 @@ export interface Fixture {
 }
 
 export function ordersRoute(topic: string, table: string): RouteConfig {
-  return routeSchema.parse({ topic, table, schema: ORDERS_SCHEMA_PATH, metadata: { partition: '_partition', offset: '_offset' } });
+  return routeSchema.parse({
+    topic,
+    table,
+    schema: ORDERS_SCHEMA_PATH,
+    metadata: { partition: '_partition', offset: '_offset' },
+  });
 }
 
 /** A topic, a group id, a pgsink schema and an orders table, all unique to the caller. */
-export async function ordersFixture(kafka: Kafka, pool: pg.Pool, partitions: number, prefix = 't'): Promise<Fixture> {
+export async function ordersFixture(
+  kafka: Kafka,
+  pool: pg.Pool,
+  partitions: number,
+  prefix = 't',
+): Promise<Fixture> {
   const topic = uniqueName(`${prefix}_orders`);
   const schema = uniqueName(`${prefix}_s`);
   const table = `${schema}.orders`;
@@ -40,7 +50,13 @@ export function testConfig(f: Fixture, overrides: TestOverrides = {}): Config {
   const { kafka, ...rest } = overrides;
   return parseConfig(
     {
-      kafka: { brokers: kafkaBrokers(), groupId: f.groupId, sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000, ...kafka },
+      kafka: {
+        brokers: kafkaBrokers(),
+        groupId: f.groupId,
+        sessionTimeoutMs: 10_000,
+        heartbeatIntervalMs: 1_000,
+        ...kafka,
+      },
       postgres: { url: databaseUrl(), schema: `${f.schema}_pgsink` },
       batch: { maxRows: 5_000, maxBytes: 4 * 1024 * 1024, lingerMs: 100 },
       retry: { initialMs: 100, maxMs: 1_000 },
@@ -80,7 +96,10 @@ export async function waitFor<T>(
   const until = Date.now() + timeoutMs;
   let last: T = await probe();
   while (!done(last)) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+    if (Date.now() > until)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`,
+      );
     await new Promise((r) => setTimeout(r, everyMs));
     last = await probe();
   }
@@ -93,7 +112,11 @@ export async function countRows(pool: pg.Pool, table: string): Promise<number> {
 }
 
 /** Committed offsets of a group per partition (-1 when none). */
-export async function committedOffsets(kafka: Kafka, groupId: string, topic: string): Promise<Map<number, number>> {
+export async function committedOffsets(
+  kafka: Kafka,
+  groupId: string,
+  topic: string,
+): Promise<Map<number, number>> {
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -16,7 +16,10 @@ export interface RegistryStub {
   close(): Promise<void>;
 }
 
-export async function startRegistryStub(schemas: Record<number, object>, opts: { listen?: boolean } = {}): Promise<RegistryStub> {
+export async function startRegistryStub(
+  schemas: Record<number, object>,
+  opts: { listen?: boolean } = {},
+): Promise<RegistryStub> {
   let server: Server | undefined;
   const stub: RegistryStub = {
     url: '',
@@ -32,15 +35,21 @@ export async function startRegistryStub(schemas: Record<number, object>, opts: {
     stub.requests++;
     const m = /^\/schemas\/ids\/(\d+)$/.exec(req.url ?? '');
     if (stub.mode === 'error') {
-      res.writeHead(503, { 'content-type': 'application/json' }).end('{"error_code":50301,"message":"unavailable"}');
+      res
+        .writeHead(503, { 'content-type': 'application/json' })
+        .end('{"error_code":50301,"message":"unavailable"}');
       return;
     }
     const schema = m ? stub.schemas.get(Number(m[1])) : undefined;
     if (!schema) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error_code":40403,"message":"Schema not found"}');
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end('{"error_code":40403,"message":"Schema not found"}');
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/vnd.schemaregistry.v1+json' }).end(JSON.stringify({ schema: JSON.stringify(schema) }));
+    res
+      .writeHead(200, { 'content-type': 'application/vnd.schemaregistry.v1+json' })
+      .end(JSON.stringify({ schema: JSON.stringify(schema) }));
   };
   const listen = (port: number) =>
     new Promise<void>((resolve, reject) => {

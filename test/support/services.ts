@@ -28,7 +28,10 @@ export async function createTopic(kafka: Kafka, topic: string, numPartitions: nu
   try {
     for (;;) {
       try {
-        await admin.createTopics({ topics: [{ topic, numPartitions, replicationFactor: 1 }], waitForLeaders: false });
+        await admin.createTopics({
+          topics: [{ topic, numPartitions, replicationFactor: 1 }],
+          waitForLeaders: false,
+        });
         const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
         const parts = topics[0]?.partitions ?? [];
         if (parts.length === numPartitions && parts.every((p) => p.leader >= 0)) return;

@@ -10,7 +10,9 @@ const ALMOST_ONE = 1 - Number.EPSILON / 2;
 
 describe('backoffDelay', () => {
   it('doubles the ceiling per attempt until the cap', () => {
-    const ceilings = Array.from({ length: 9 }, (_, attempt) => backoffDelay(attempt, policy, fixed(ALMOST_ONE)));
+    const ceilings = Array.from({ length: 9 }, (_, attempt) =>
+      backoffDelay(attempt, policy, fixed(ALMOST_ONE)),
+    );
     expect(ceilings).toEqual([200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000, 10_000]);
   });
 
@@ -21,7 +23,9 @@ describe('backoffDelay', () => {
   });
 
   it('stays finite for huge attempt counts', () => {
-    expect(Number.isFinite(backoffDelay(1e9, { initialMs: 1, maxMs: Number.MAX_SAFE_INTEGER }, fixed(0.5)))).toBe(true);
+    expect(
+      Number.isFinite(backoffDelay(1e9, { initialMs: 1, maxMs: Number.MAX_SAFE_INTEGER }, fixed(0.5))),
+    ).toBe(true);
   });
 
   it('is never below half the initial delay, even with random() = 0', () => {
@@ -84,7 +88,9 @@ describe('backoffDelay', () => {
         fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
         (attempt, a, b) => {
           const [lo, hi] = a <= b ? [a, b] : [b, a];
-          expect(backoffDelay(attempt, policy, fixed(lo))).toBeLessThanOrEqual(backoffDelay(attempt, policy, fixed(hi)));
+          expect(backoffDelay(attempt, policy, fixed(lo))).toBeLessThanOrEqual(
+            backoffDelay(attempt, policy, fixed(hi)),
+          );
         },
       ),
     );

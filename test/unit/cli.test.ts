@@ -22,7 +22,11 @@ routes:
 
 describe('pgsink CLI configuration errors', () => {
   it('exits 2 naming an unknown key', async () => {
-    const r = await runCli(['run', '--config', configFile(`${valid}\nbatch: { maxRows: 10, lingerMS: 5 }\n`)]);
+    const r = await runCli([
+      'run',
+      '--config',
+      configFile(`${valid}\nbatch: { maxRows: 10, lingerMS: 5 }\n`),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("batch: unknown key 'lingerMS'");
     expect(r.stderr).not.toMatch(/\n\s+at /);

@@ -5,7 +5,13 @@ import { describe, expect, it } from 'vitest';
 import { typeForSchema, type AvroSchema, type AvroType } from '../../src/avro/types.ts';
 import { decimalBytes } from '../../src/cli/sample-data.ts';
 import { routeSchema, type RouteConfig } from '../../src/config/schema.ts';
-import { assertRecordValue, buildColumnPlan, quoteIdent, quoteQualified, type RecordMeta } from '../../src/sink/columns.ts';
+import {
+  assertRecordValue,
+  buildColumnPlan,
+  quoteIdent,
+  quoteQualified,
+  type RecordMeta,
+} from '../../src/sink/columns.ts';
 import { ConfigError, RecordError } from '../../src/util/errors.ts';
 
 const route = (r: Record<string, unknown> = {}): RouteConfig =>
@@ -20,7 +26,8 @@ const meta = (m: Partial<RecordMeta> = {}): RecordMeta => ({
   ...m,
 });
 
-const record = (fields: unknown[]): AvroSchema => ({ type: 'record', name: 'Event', namespace: 'test', fields }) as AvroSchema;
+const record = (fields: unknown[]): AvroSchema =>
+  ({ type: 'record', name: 'Event', namespace: 'test', fields }) as AvroSchema;
 
 /** The value exactly as the decoder hands it over. */
 function decoded(type: AvroType, value: Record<string, unknown>): Record<string, unknown> {
@@ -73,7 +80,13 @@ const CASES: Array<[string, unknown, unknown, string, string]> = [
   ['dt', { type: 'int', logicalType: 'date' }, 19_723, '2024-01-01', 'date NOT NULL'],
   ['dt_bc', { type: 'int', logicalType: 'date' }, -719_163, '0001-12-31 BC', 'date NOT NULL'],
   ['tm', { type: 'int', logicalType: 'time-millis' }, 45_296_789, '12:34:56.789', 'time(3) NOT NULL'],
-  ['tu', { type: 'long', logicalType: 'time-micros' }, 45_296_789_012n, '12:34:56.789012', 'time(6) NOT NULL'],
+  [
+    'tu',
+    { type: 'long', logicalType: 'time-micros' },
+    45_296_789_012n,
+    '12:34:56.789012',
+    'time(6) NOT NULL',
+  ],
   [
     'tsm',
     { type: 'long', logicalType: 'timestamp-millis' },
@@ -105,15 +118,35 @@ const CASES: Array<[string, unknown, unknown, string, string]> = [
   ['ns', ['null', 'string'], 'x', 'x', 'text'],
   ['ns_null', ['null', 'string'], null, '\\N', 'text'],
   ['sn', ['string', 'null'], 'second branch null', 'second branch null', 'text'],
-  ['nts', ['null', { type: 'long', logicalType: 'timestamp-micros' }], 0n, '1970-01-01 00:00:00.000000+00', 'timestamptz'],
-  ['ndec', ['null', { type: 'bytes', logicalType: 'decimal', precision: 5, scale: 1 }], decimalBytes(5n), '0.5', 'numeric(5,1)'],
+  [
+    'nts',
+    ['null', { type: 'long', logicalType: 'timestamp-micros' }],
+    0n,
+    '1970-01-01 00:00:00.000000+00',
+    'timestamptz',
+  ],
+  [
+    'ndec',
+    ['null', { type: 'bytes', logicalType: 'decimal', precision: 5, scale: 1 }],
+    decimalBytes(5n),
+    '0.5',
+    'numeric(5,1)',
+  ],
   ['multi_s', ['null', 'string', 'int'], 'a\tb', '"a\\\\tb"', 'jsonb'],
   ['multi_i', ['null', 'string', 'int'], 7, '7', 'jsonb'],
   ['multi_null', ['null', 'string', 'int'], null, '\\N', 'jsonb'],
   ['multi_nn', ['string', 'boolean'], true, 'true', 'jsonb NOT NULL'],
   [
     'rec',
-    { type: 'record', name: 'Inner', fields: [{ name: 'x', type: 'int' }, { name: 'big', type: 'long' }, { name: 'raw', type: 'bytes' }] },
+    {
+      type: 'record',
+      name: 'Inner',
+      fields: [
+        { name: 'x', type: 'int' },
+        { name: 'big', type: 'long' },
+        { name: 'raw', type: 'bytes' },
+      ],
+    },
     { x: 1, big: 9_223_372_036_854_775_807n, raw: Buffer.from([1]) },
     '{"x":1,"big":9223372036854775807,"raw":"\\\\\\\\x01"}',
     'jsonb NOT NULL',
@@ -122,12 +155,36 @@ const CASES: Array<[string, unknown, unknown, string, string]> = [
   ['ai', { type: 'array', items: 'int' }, [1, -2, 3], '{"1","-2","3"}', 'integer[] NOT NULL'],
   ['ai_empty', { type: 'array', items: 'int' }, [], '{}', 'integer[] NOT NULL'],
   ['abool', { type: 'array', items: 'boolean' }, [true, false], '{"t","f"}', 'boolean[] NOT NULL'],
-  ['adbl', { type: 'array', items: 'double' }, [Number.NaN, 0.5], '{"NaN","0.5"}', 'double precision[] NOT NULL'],
+  [
+    'adbl',
+    { type: 'array', items: 'double' },
+    [Number.NaN, 0.5],
+    '{"NaN","0.5"}',
+    'double precision[] NOT NULL',
+  ],
   // Element escaping ('"' → '\"', '\' → '\\') and then COPY escaping (every '\' doubled, TAB → \t).
-  ['as', { type: 'array', items: 'string' }, ['a"b', 'c\\d', 'e\tf'], '{"a\\\\"b","c\\\\\\\\d","e\\tf"}', 'text[] NOT NULL'],
+  [
+    'as',
+    { type: 'array', items: 'string' },
+    ['a"b', 'c\\d', 'e\tf'],
+    '{"a\\\\"b","c\\\\\\\\d","e\\tf"}',
+    'text[] NOT NULL',
+  ],
   ['an', { type: 'array', items: ['null', 'string'] }, ['x', null], '{"x",NULL}', 'text[] NOT NULL'],
-  ['abytes', { type: 'array', items: 'bytes' }, [Buffer.from([0xbe, 0xef])], '{"\\\\\\\\xbeef"}', 'bytea[] NOT NULL'],
-  ['aenum', { type: 'array', items: { type: 'enum', name: 'E2', symbols: ['A', 'B'] } }, ['B', 'A'], '{"B","A"}', 'text[] NOT NULL'],
+  [
+    'abytes',
+    { type: 'array', items: 'bytes' },
+    [Buffer.from([0xbe, 0xef])],
+    '{"\\\\\\\\xbeef"}',
+    'bytea[] NOT NULL',
+  ],
+  [
+    'aenum',
+    { type: 'array', items: { type: 'enum', name: 'E2', symbols: ['A', 'B'] } },
+    ['B', 'A'],
+    '{"B","A"}',
+    'text[] NOT NULL',
+  ],
   [
     'adec',
     { type: 'array', items: { type: 'bytes', logicalType: 'decimal', precision: 6, scale: 3 } },
@@ -142,7 +199,13 @@ const CASES: Array<[string, unknown, unknown, string, string]> = [
     '{"1970-01-01 00:00:00.000001+00"}',
     'timestamptz[] NOT NULL',
   ],
-  ['adate', { type: 'array', items: { type: 'int', logicalType: 'date' } }, [0], '{"1970-01-01"}', 'date[] NOT NULL'],
+  [
+    'adate',
+    { type: 'array', items: { type: 'int', logicalType: 'date' } },
+    [0],
+    '{"1970-01-01"}',
+    'date[] NOT NULL',
+  ],
   [
     'auuid',
     { type: 'array', items: { type: 'string', logicalType: 'uuid' } },
@@ -157,8 +220,20 @@ const CASES: Array<[string, unknown, unknown, string, string]> = [
     '[{"n":1},{"n":2}]',
     'jsonb NOT NULL',
   ],
-  ['aa', { type: 'array', items: { type: 'array', items: 'int' } }, [[1], [2, 3]], '[[1],[2,3]]', 'jsonb NOT NULL'],
-  ['amulti', { type: 'array', items: ['null', 'string', 'int'] }, ['a', 1, null], '["a",1,null]', 'jsonb NOT NULL'],
+  [
+    'aa',
+    { type: 'array', items: { type: 'array', items: 'int' } },
+    [[1], [2, 3]],
+    '[[1],[2,3]]',
+    'jsonb NOT NULL',
+  ],
+  [
+    'amulti',
+    { type: 'array', items: ['null', 'string', 'int'] },
+    ['a', 1, null],
+    '["a",1,null]',
+    'jsonb NOT NULL',
+  ],
   ['nai', ['null', { type: 'array', items: 'int' }], [4], '{"4"}', 'integer[]'],
   ['nai_null', ['null', { type: 'array', items: 'int' }], null, '\\N', 'integer[]'],
   ['nmap', ['null', { type: 'map', values: 'string' }], { k: 'v' }, '{"k":"v"}', 'jsonb'],
@@ -173,15 +248,21 @@ describe('buildColumnPlan: every supported type', () => {
     expect(plan.columns).toEqual(CASES.map(([name]) => name));
   });
 
-  it.each(CASES.map(([name, , , , pgType], i) => [name, pgType, i] as const))('%s has pgType %s', (_name, pgType, i) => {
-    expect(plan.pgTypes[i]).toBe(pgType);
-  });
+  it.each(CASES.map(([name, , , , pgType], i) => [name, pgType, i] as const))(
+    '%s has pgType %s',
+    (_name, pgType, i) => {
+      expect(plan.pgTypes[i]).toBe(pgType);
+    },
+  );
 
-  it.each(CASES.map(([name, , , text], i) => [name, text, i] as const))('%s is encoded as %s', (_name, text, i) => {
-    const fields = plan.encode(decoded(type, value), meta()).slice(0, -1).split('\t');
-    expect(fields).toHaveLength(CASES.length);
-    expect(fields[i]).toBe(text);
-  });
+  it.each(CASES.map(([name, , , text], i) => [name, text, i] as const))(
+    '%s is encoded as %s',
+    (_name, text, i) => {
+      const fields = plan.encode(decoded(type, value), meta()).slice(0, -1).split('\t');
+      expect(fields).toHaveLength(CASES.length);
+      expect(fields[i]).toBe(text);
+    },
+  );
 
   it('writes one line: fields joined by TAB, ended by LF, with no other raw TAB or LF', () => {
     const line = plan.encode(decoded(type, value), meta());
@@ -215,17 +296,48 @@ describe('buildColumnPlan: a realistic schema, exact lines', () => {
       'text[] NOT NULL',
       'text',
     ]);
-    const a = decoded(type, { id: 1, name: 'Ana', price: decimalBytes(1999n), at: 0n, tags: ['x', 'y z'], note: null });
-    const b = decoded(type, { id: 2, name: 'B\\o\tb', price: decimalBytes(-5n), at: -1n, tags: [], note: 'line1\nline2' });
+    const a = decoded(type, {
+      id: 1,
+      name: 'Ana',
+      price: decimalBytes(1999n),
+      at: 0n,
+      tags: ['x', 'y z'],
+      note: null,
+    });
+    const b = decoded(type, {
+      id: 2,
+      name: 'B\\o\tb',
+      price: decimalBytes(-5n),
+      at: -1n,
+      tags: [],
+      note: 'line1\nline2',
+    });
     expect(plan.encode(a, meta())).toBe('1\tAna\t19.99\t1970-01-01 00:00:00.000+00\t{"x","y z"}\t\\N\n');
-    expect(plan.encode(b, meta())).toBe('2\tB\\\\o\\tb\t-0.05\t1969-12-31 23:59:59.999+00\t{}\tline1\\nline2\n');
+    expect(plan.encode(b, meta())).toBe(
+      '2\tB\\\\o\\tb\t-0.05\t1969-12-31 23:59:59.999+00\t{}\tline1\\nline2\n',
+    );
   });
 
   it('renames columns and excludes fields', () => {
-    const plan = buildColumnPlan(type, route({ columns: { id: 'order_id', at: 'created_at' }, exclude: ['tags', 'note'] }));
+    const plan = buildColumnPlan(
+      type,
+      route({ columns: { id: 'order_id', at: 'created_at' }, exclude: ['tags', 'note'] }),
+    );
     expect(plan.columns).toEqual(['order_id', 'name', 'price', 'created_at']);
-    expect(plan.pgTypes).toEqual(['integer NOT NULL', 'text NOT NULL', 'numeric(12,2) NOT NULL', 'timestamptz NOT NULL']);
-    const v = decoded(type, { id: 7, name: 'n', price: decimalBytes(100n), at: 1_000n, tags: ['t'], note: 'x' });
+    expect(plan.pgTypes).toEqual([
+      'integer NOT NULL',
+      'text NOT NULL',
+      'numeric(12,2) NOT NULL',
+      'timestamptz NOT NULL',
+    ]);
+    const v = decoded(type, {
+      id: 7,
+      name: 'n',
+      price: decimalBytes(100n),
+      at: 1_000n,
+      tags: ['t'],
+      note: 'x',
+    });
     expect(plan.encode(v, meta())).toBe('7\tn\t1.00\t1970-01-01 00:00:01.000+00\n');
   });
 
@@ -234,7 +346,13 @@ describe('buildColumnPlan: a realistic schema, exact lines', () => {
       type,
       route({
         exclude: ['tags', 'note', 'price', 'at'],
-        metadata: { key: '_key', timestamp: '_ts', offset: '_offset', partition: '_partition', topic: '_topic' },
+        metadata: {
+          key: '_key',
+          timestamp: '_ts',
+          offset: '_offset',
+          partition: '_partition',
+          topic: '_topic',
+        },
       }),
     );
     expect(plan.columns).toEqual(['id', 'name', '_topic', '_partition', '_offset', '_ts', '_key']);
@@ -249,14 +367,17 @@ describe('buildColumnPlan: a realistic schema, exact lines', () => {
     ]);
     const v = decoded(type, { id: 1, name: 'a', price: decimalBytes(0n), at: 0n, tags: [], note: null });
     expect(plan.encode(v, meta())).toBe('1\ta\tevents\t3\t42\t2023-11-14 22:13:20.123+00\tk-1\n');
-    expect(plan.encode(v, meta({ key: null, topic: 'we\tird', timestamp: '0', offset: 0, partition: 0 }))).toBe(
-      '1\ta\twe\\tird\t0\t0\t1970-01-01 00:00:00.000+00\t\\N\n',
-    );
+    expect(
+      plan.encode(v, meta({ key: null, topic: 'we\tird', timestamp: '0', offset: 0, partition: 0 })),
+    ).toBe('1\ta\twe\\tird\t0\t0\t1970-01-01 00:00:00.000+00\t\\N\n');
     expect(plan.encode(v, meta({ key: Buffer.from('a\\b\nc') }))).toMatch(/\ta\\\\b\\nc\n$/);
   });
 
   it('writes only the metadata columns that are configured', () => {
-    const plan = buildColumnPlan(type, route({ exclude: ['name', 'price', 'at', 'tags', 'note'], metadata: { offset: 'kafka_offset' } }));
+    const plan = buildColumnPlan(
+      type,
+      route({ exclude: ['name', 'price', 'at', 'tags', 'note'], metadata: { offset: 'kafka_offset' } }),
+    );
     expect(plan.columns).toEqual(['id', 'kafka_offset']);
     const v = decoded(type, { id: 9, name: '', price: decimalBytes(0n), at: 0n, tags: [], note: null });
     expect(plan.encode(v, meta({ offset: 123_456_789_012 }))).toBe('9\t123456789012\n');
@@ -286,10 +407,12 @@ describe('buildColumnPlan: long fields', () => {
   it('writes long values exactly, beyond 2^53', () => {
     const line = plan.encode(decoded(type, { l: min, nl: 9_007_199_254_740_993n, al: [], anl: [] }), meta());
     expect(line.split('\t').slice(0, 2)).toEqual(['-9223372036854775808', '9007199254740993']);
-    expect(plan.encode(decoded(type, { l: max, nl: null, al: [], anl: [] }), meta()).split('\t').slice(0, 2)).toEqual([
-      '9223372036854775807',
-      '\\N',
-    ]);
+    expect(
+      plan
+        .encode(decoded(type, { l: max, nl: null, al: [], anl: [] }), meta())
+        .split('\t')
+        .slice(0, 2),
+    ).toEqual(['9223372036854775807', '\\N']);
   });
 
   // BUG (src/sink/columns.ts primitiveEncoder, `case 'long'`): never matches the BigInt long
@@ -306,12 +429,20 @@ describe('buildColumnPlan: long fields', () => {
 
   it('an array of longs is written as a Postgres array literal', () => {
     const line = plan.encode(decoded(type, { l: 0n, nl: null, al: [1n, max], anl: [min, null] }), meta());
-    expect(line.slice(0, -1).split('\t').slice(2)).toEqual(['{"1","9223372036854775807"}', '{"-9223372036854775808",NULL}']);
+    expect(line.slice(0, -1).split('\t').slice(2)).toEqual([
+      '{"1","9223372036854775807"}',
+      '{"-9223372036854775808",NULL}',
+    ]);
   });
 });
 
 describe('buildColumnPlan: record-level errors', () => {
-  const type = typeForSchema(record([{ name: 's', type: 'string' }, { name: 'tags', type: { type: 'array', items: 'string' } }]));
+  const type = typeForSchema(
+    record([
+      { name: 's', type: 'string' },
+      { name: 'tags', type: { type: 'array', items: 'string' } },
+    ]),
+  );
   const plan = buildColumnPlan(type, route({ metadata: { key: '_key' } }));
 
   it('a NUL in a string field is a RecordError NUL_IN_STRING', () => {
@@ -332,7 +463,12 @@ describe('buildColumnPlan: record-level errors', () => {
 });
 
 describe('buildColumnPlan: configuration errors', () => {
-  const type = typeForSchema(record([{ name: 'a', type: 'int' }, { name: 'b', type: 'string' }]));
+  const type = typeForSchema(
+    record([
+      { name: 'a', type: 'int' },
+      { name: 'b', type: 'string' },
+    ]),
+  );
 
   it('rejects an unknown field in columns, naming it and the known fields', () => {
     const err = thrown(() => buildColumnPlan(type, route({ columns: { nope: 'x' } })));
@@ -390,7 +526,12 @@ describe('buildColumnPlan: field names that are Object.prototype members', () =>
   // object, so a field called `constructor`, `toString`, `valueOf`... picks up the
   // inherited function as its "column name".
   it('a field named constructor or toString keeps its own name as the column', () => {
-    const type = typeForSchema(record([{ name: 'constructor', type: 'int' }, { name: 'toString', type: 'string' }]));
+    const type = typeForSchema(
+      record([
+        { name: 'constructor', type: 'int' },
+        { name: 'toString', type: 'string' },
+      ]),
+    );
     const plan = buildColumnPlan(type, route());
     expect(plan.columns).toEqual(['constructor', 'toString']);
     expect(plan.columns.every((c) => typeof c === 'string')).toBe(true);
@@ -416,7 +557,10 @@ describe('buildColumnPlan: wrapped unions', () => {
     expect(plan.encode(decoded(type, { ab: null, num: null, ab_nn: { 'test.A': { x: 2 } } }), meta())).toBe(
       '\\N\t\\N\t{"test.A":{"x":2}}\n',
     );
-    const line = plan.encode(decoded(type, { ab: { 'test.B': { y: 'q' } }, num: { double: 1.5 }, ab_nn: { 'test.B': { y: '' } } }), meta());
+    const line = plan.encode(
+      decoded(type, { ab: { 'test.B': { y: 'q' } }, num: { double: 1.5 }, ab_nn: { 'test.B': { y: '' } } }),
+      meta(),
+    );
     expect(line).toBe('{"test.B":{"y":"q"}}\t{"double":1.5}\t{"test.B":{"y":""}}\n');
   });
 

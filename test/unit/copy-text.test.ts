@@ -180,7 +180,9 @@ describe('formatDate', () => {
     fc.assert(
       fc.property(fc.integer({ min: daysOf(-9998, 1, 1), max: daysOf(9999, 12, 31) }), (days) => {
         const d = new Date(days * 86_400_000);
-        expect(formatDate(BigInt(days))).toBe(pgDate(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate()));
+        expect(formatDate(BigInt(days))).toBe(
+          pgDate(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate()),
+        );
       }),
       { numRuns: 2_000 },
     );
@@ -190,7 +192,9 @@ describe('formatDate', () => {
     for (const centre of [0, daysOf(2000, 3, 1), daysOf(1600, 2, 29), daysOf(1, 1, 1), daysOf(-400, 3, 1)]) {
       for (let days = centre - 800; days <= centre + 800; days++) {
         const d = new Date(days * 86_400_000);
-        expect(formatDate(BigInt(days))).toBe(pgDate(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate()));
+        expect(formatDate(BigInt(days))).toBe(
+          pgDate(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate()),
+        );
       }
     }
   });
@@ -336,9 +340,13 @@ describe('formatDecimal', () => {
 
   it('round-trips decimalBytes from the sample data for any value and scale', () => {
     fc.assert(
-      fc.property(fc.bigInt({ min: -(2n ** 140n), max: 2n ** 140n }), fc.integer({ min: 0, max: 40 }), (n, scale) => {
-        expect(formatDecimal(decimalBytes(n), scale)).toBe(decimalText(n, scale));
-      }),
+      fc.property(
+        fc.bigInt({ min: -(2n ** 140n), max: 2n ** 140n }),
+        fc.integer({ min: 0, max: 40 }),
+        (n, scale) => {
+          expect(formatDecimal(decimalBytes(n), scale)).toBe(decimalText(n, scale));
+        },
+      ),
       { numRuns: 1_000 },
     );
   });
@@ -371,7 +379,14 @@ describe('toJson', () => {
   });
 
   it('writes a Map as an object', () => {
-    expect(toJson(new Map<string, unknown>([['a', 1], ['b', [true, null]]]))).toBe('{"a":1,"b":[true,null]}');
+    expect(
+      toJson(
+        new Map<string, unknown>([
+          ['a', 1],
+          ['b', [true, null]],
+        ]),
+      ),
+    ).toBe('{"a":1,"b":[true,null]}');
     expect(toJson(new Map([[1, 'x']]))).toBe('{"1":"x"}');
   });
 
@@ -389,7 +404,9 @@ describe('toJson', () => {
     expect(toJson(false)).toBe('false');
     expect(toJson(1.5)).toBe('1.5');
     expect(toJson('a"b\\c\n')).toBe('"a\\"b\\\\c\\n"');
-    expect(toJson({ a: { b: [1, 'two', null, { c: false }] } })).toBe('{"a":{"b":[1,"two",null,{"c":false}]}}');
+    expect(toJson({ a: { b: [1, 'two', null, { c: false }] } })).toBe(
+      '{"a":{"b":[1,"two",null,{"c":false}]}}',
+    );
     expect(toJson([])).toBe('[]');
     expect(toJson({})).toBe('{}');
   });
@@ -462,9 +479,12 @@ describe('arrayLiteral', () => {
       return out;
     };
     fc.assert(
-      fc.property(fc.array(fc.option(fc.string({ unit: fc.constantFrom('a', '"', '\\', ',', '{', '}', ' ', 'N') }))), (els) => {
-        expect(parse(arrayLiteral(els))).toEqual(els);
-      }),
+      fc.property(
+        fc.array(fc.option(fc.string({ unit: fc.constantFrom('a', '"', '\\', ',', '{', '}', ' ', 'N') }))),
+        (els) => {
+          expect(parse(arrayLiteral(els))).toEqual(els);
+        },
+      ),
       { numRuns: 300 },
     );
   });

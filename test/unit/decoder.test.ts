@@ -89,7 +89,10 @@ describe('RouteDecoder: same writer and reader', () => {
 
   it('decodes without prepare when the writer is known offline', () => {
     const fresh = new RouteDecoder(v1, new LocalSchemas({}, v1));
-    expect(fresh.decode(frame(3, v1.toBuffer({ id: 2, name: 'B', legacy: '' })))).toMatchObject({ id: 2, name: 'B' });
+    expect(fresh.decode(frame(3, v1.toBuffer({ id: 2, name: 'B', legacy: '' })))).toMatchObject({
+      id: 2,
+      name: 'B',
+    });
   });
 
   it('rejects a bad magic byte with RecordError BAD_MAGIC_BYTE', async () => {
@@ -119,7 +122,10 @@ describe('RouteDecoder: same writer and reader', () => {
   });
 
   it('rejects trailing bytes after the record with RecordError MALFORMED_BODY', () => {
-    const value = frame(7, Buffer.concat([v1.toBuffer({ id: 1, name: 'a', legacy: 'b' }), Buffer.from([0, 0])]));
+    const value = frame(
+      7,
+      Buffer.concat([v1.toBuffer({ id: 1, name: 'a', legacy: 'b' }), Buffer.from([0, 0])]),
+    );
     expect((syncThrown(() => decoder.decode(value)) as RecordError).code).toBe('MALFORMED_BODY');
   });
 
@@ -255,7 +261,12 @@ describe('RouteDecoder: writer → reader evolution', () => {
     const b = frame(3, v3.toBuffer({ id: 9_007_199_254_740_993n, full_name: 'b', email: 'b@x' }));
     await d.prepare([a, b, a, b]);
     expect(d.decode(a)).toMatchObject({ id: 1n, full_name: 'a', email: null, score: 1.5 });
-    expect(d.decode(b)).toMatchObject({ id: 9_007_199_254_740_993n, full_name: 'b', email: 'b@x', score: 1.5 });
+    expect(d.decode(b)).toMatchObject({
+      id: 9_007_199_254_740_993n,
+      full_name: 'b',
+      email: 'b@x',
+      score: 1.5,
+    });
     expect(stub.loads.sort()).toEqual([1, 3]);
   });
 });
@@ -273,7 +284,10 @@ describe('RouteDecoder: incompatible writers', () => {
   }
 
   it('a type change the reader cannot read is retriable SCHEMA_INCOMPATIBLE (nothing dead-lettered)', async () => {
-    const err = await incompatible(user([{ name: 'id', type: 'string' }]), user([{ name: 'id', type: 'int' }]));
+    const err = await incompatible(
+      user([{ name: 'id', type: 'string' }]),
+      user([{ name: 'id', type: 'int' }]),
+    );
     expect(err.code).toBe('SCHEMA_INCOMPATIBLE');
     expect(err.retriable).toBe(true);
     expect(err.source).toBe('avro');
@@ -322,46 +336,62 @@ describe('RouteDecoder: incompatible writers', () => {
   // extra reader field (a real resolver, through PassthroughLogicalType._resolve).
   const withExtra = (fields: unknown[]): unknown[] => [...fields, { name: 'extra', type: 'int', default: 0 }];
 
-  it.each([false, true])('a decimal written with another scale is SCHEMA_INCOMPATIBLE, not silently rescaled (extra field: %s)', async (extra) => {
-    const field = (scale: number): unknown[] => [{ name: 'amount', type: { type: 'bytes', logicalType: 'decimal', precision: 10, scale } }];
-    const stub = new StubWriters();
-    const w = typeForSchema(user(field(2)));
-    stub.types.set(1, w);
-    const d = new RouteDecoder(typeForSchema(user(extra ? withExtra(field(4)) : field(4))), stub);
-    const v = frame(1, w.toBuffer({ amount: decimalBytes(1234n) }));
-    let outcome: string;
-    try {
-      await d.prepare([v]);
-      outcome = formatDecimal((d.decode(v) as { amount: Buffer }).amount, 4);
-    } catch (err) {
-      outcome = (err as PgsinkError).code;
-    }
-    // Either refused, or read as the writer meant it (12.34); never 0.1234.
-    expect(['SCHEMA_INCOMPATIBLE', '12.3400']).toContain(outcome);
-  });
+  it.each([false, true])(
+    'a decimal written with another scale is SCHEMA_INCOMPATIBLE, not silently rescaled (extra field: %s)',
+    async (extra) => {
+      const field = (scale: number): unknown[] => [
+        { name: 'amount', type: { type: 'bytes', logicalType: 'decimal', precision: 10, scale } },
+      ];
+      const stub = new StubWriters();
+      const w = typeForSchema(user(field(2)));
+      stub.types.set(1, w);
+      const d = new RouteDecoder(typeForSchema(user(extra ? withExtra(field(4)) : field(4))), stub);
+      const v = frame(1, w.toBuffer({ amount: decimalBytes(1234n) }));
+      let outcome: string;
+      try {
+        await d.prepare([v]);
+        outcome = formatDecimal((d.decode(v) as { amount: Buffer }).amount, 4);
+      } catch (err) {
+        outcome = (err as PgsinkError).code;
+      }
+      // Either refused, or read as the writer meant it (12.34); never 0.1234.
+      expect(['SCHEMA_INCOMPATIBLE', '12.3400']).toContain(outcome);
+    },
+  );
 
-  it.each([false, true])('timestamp-millis written, timestamp-micros read, is SCHEMA_INCOMPATIBLE, not 1000× off (extra field: %s)', async (extra) => {
-    const field = (unit: string): unknown[] => [{ name: 'at', type: { type: 'long', logicalType: `timestamp-${unit}` } }];
-    const stub = new StubWriters();
-    const w = typeForSchema(user(field('millis')));
-    stub.types.set(1, w);
-    const d = new RouteDecoder(typeForSchema(user(extra ? withExtra(field('micros')) : field('micros'))), stub);
-    const v = frame(1, w.toBuffer({ at: 1_700_000_000_000n }));
-    let outcome: string;
-    try {
-      await d.prepare([v]);
-      outcome = String((d.decode(v) as { at: bigint }).at);
-    } catch (err) {
-      outcome = (err as PgsinkError).code;
-    }
-    expect(['SCHEMA_INCOMPATIBLE', '1700000000000000']).toContain(outcome);
-  });
+  it.each([false, true])(
+    'timestamp-millis written, timestamp-micros read, is SCHEMA_INCOMPATIBLE, not 1000× off (extra field: %s)',
+    async (extra) => {
+      const field = (unit: string): unknown[] => [
+        { name: 'at', type: { type: 'long', logicalType: `timestamp-${unit}` } },
+      ];
+      const stub = new StubWriters();
+      const w = typeForSchema(user(field('millis')));
+      stub.types.set(1, w);
+      const d = new RouteDecoder(
+        typeForSchema(user(extra ? withExtra(field('micros')) : field('micros'))),
+        stub,
+      );
+      const v = frame(1, w.toBuffer({ at: 1_700_000_000_000n }));
+      let outcome: string;
+      try {
+        await d.prepare([v]);
+        outcome = String((d.decode(v) as { at: bigint }).at);
+      } catch (err) {
+        outcome = (err as PgsinkError).code;
+      }
+      expect(['SCHEMA_INCOMPATIBLE', '1700000000000000']).toContain(outcome);
+    },
+  );
 
   it('a plain long writer read as timestamp-millis is fine (the reader gives the meaning)', async () => {
     const stub = new StubWriters();
     const w = typeForSchema(user([{ name: 'at', type: 'long' }]));
     stub.types.set(1, w);
-    const d = new RouteDecoder(typeForSchema(user([{ name: 'at', type: { type: 'long', logicalType: 'timestamp-millis' } }])), stub);
+    const d = new RouteDecoder(
+      typeForSchema(user([{ name: 'at', type: { type: 'long', logicalType: 'timestamp-millis' } }])),
+      stub,
+    );
     const v = frame(1, w.toBuffer({ at: 1_700_000_000_000n }));
     await d.prepare([v]);
     expect(d.decode(v)).toMatchObject({ at: 1_700_000_000_000n });

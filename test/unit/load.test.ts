@@ -207,7 +207,9 @@ describe('parseConfig: cross-field rules', () => {
   };
 
   it('upsert needs keyColumns', () => {
-    expect(rule((r) => (r.routes[0]!['mode'] = 'upsert'))).toContain('routes[0].keyColumns: upsert mode needs keyColumns');
+    expect(rule((r) => (r.routes[0]!['mode'] = 'upsert'))).toContain(
+      'routes[0].keyColumns: upsert mode needs keyColumns',
+    );
     expect(
       rule((r) => {
         r.routes[0]!['mode'] = 'upsert';
@@ -245,7 +247,9 @@ describe('parseConfig: cross-field rules', () => {
       r['batch'] = { maxBytes: 100 };
       r['backpressure'] = { maxPartitionBytes: 5_000, maxTotalBytes: 4_000 };
     });
-    expect(msg).toContain('backpressure.maxPartitionBytes: must not exceed backpressure.maxTotalBytes (4000)');
+    expect(msg).toContain(
+      'backpressure.maxPartitionBytes: must not exceed backpressure.maxTotalBytes (4000)',
+    );
   });
 
   it('poolSize must cover maxConcurrentFlushes', () => {
@@ -340,9 +344,18 @@ describe('applyEnv', () => {
       heartbeatIntervalMs: 5_000,
     });
     expect(c.postgres).toMatchObject({ url: 'postgresql://u@h/d', schema: 'sinkmeta', poolSize: 10 });
-    expect(c.schemaRegistry).toMatchObject({ url: 'https://sr:8081', username: 'key', password: 'secret', timeoutMs: 10_000 });
+    expect(c.schemaRegistry).toMatchObject({
+      url: 'https://sr:8081',
+      username: 'key',
+      password: 'secret',
+      timeoutMs: 10_000,
+    });
     expect(c.batch).toMatchObject({ maxRows: 1_000, maxBytes: 1_000_000, lingerMs: 100 });
-    expect(c.backpressure).toMatchObject({ maxPartitionBytes: 2_000_000, maxTotalBytes: 8_000_000, maxConcurrentFlushes: 6 });
+    expect(c.backpressure).toMatchObject({
+      maxPartitionBytes: 2_000_000,
+      maxTotalBytes: 8_000_000,
+      maxConcurrentFlushes: 6,
+    });
     expect(c.retry).toMatchObject({ initialMs: 50, maxMs: 5_000 });
     expect(c.shutdown).toMatchObject({ deadlineMs: 20_000 });
     expect(c.log).toMatchObject({ level: 'warn' });
@@ -358,7 +371,10 @@ describe('applyEnv', () => {
   it('reads <NAME>_FILE from a file, trimmed', () => {
     const secret = file('registry-password', '  s3cret-from-file \n');
     const rows = file('rows', '250\n');
-    const out = applyEnv(minimal(), { PGSINK_SCHEMA_REGISTRY_PASSWORD_FILE: secret, PGSINK_BATCH_MAX_ROWS_FILE: rows });
+    const out = applyEnv(minimal(), {
+      PGSINK_SCHEMA_REGISTRY_PASSWORD_FILE: secret,
+      PGSINK_BATCH_MAX_ROWS_FILE: rows,
+    });
     expect(out['schemaRegistry']).toEqual({ password: 's3cret-from-file' });
     expect(out['batch']).toEqual({ maxRows: 250 });
   });
@@ -420,7 +436,9 @@ describe('applyEnv', () => {
   });
 
   it('an override that breaks a rule is reported by parseConfig', () => {
-    const err = configError(() => parse(applyEnv(minimal(), { PGSINK_BATCH_MAX_BYTES: String(64 * 1024 * 1024) })));
+    const err = configError(() =>
+      parse(applyEnv(minimal(), { PGSINK_BATCH_MAX_BYTES: String(64 * 1024 * 1024) })),
+    );
     expect(err.message).toContain('batch.maxBytes');
   });
 });
@@ -469,7 +487,9 @@ routes:
   });
 
   it('with no file, everything comes from the environment', () => {
-    const err = configError(() => loadConfig(undefined, { PGSINK_KAFKA_BROKERS: 'k:1', PGSINK_KAFKA_GROUP_ID: 'g' }));
+    const err = configError(() =>
+      loadConfig(undefined, { PGSINK_KAFKA_BROKERS: 'k:1', PGSINK_KAFKA_GROUP_ID: 'g' }),
+    );
     expect(err.message).toContain('(environment)');
     expect(err.message).toContain('routes');
     expect(err.message).toContain('postgres');
@@ -477,7 +497,9 @@ routes:
 
   it('a missing file, bad YAML or a non-mapping are ConfigErrors that name the file', () => {
     const missing = join(dir, 'missing.yaml');
-    expect(configError(() => loadConfig(missing, {})).message).toContain(`cannot read config file ${missing}`);
+    expect(configError(() => loadConfig(missing, {})).message).toContain(
+      `cannot read config file ${missing}`,
+    );
     const badYaml = file('broken.yaml', 'kafka: [unclosed');
     expect(configError(() => loadConfig(badYaml, {})).message).toContain('is not valid YAML');
     const list = file('list.yaml', '- a\n- b\n');
@@ -491,7 +513,11 @@ describe('redaction', () => {
   const withSecrets = (): Config => {
     const raw = minimal();
     raw.postgres['url'] = 'postgres://app:pg-Secret-1@db:5432/app?sslmode=require&sslpassword=ssl-Secret-2';
-    raw['schemaRegistry'] = { url: 'https://sr-user:sr-Secret-3@sr:8081', username: 'key', password: 'sr-Secret-4' };
+    raw['schemaRegistry'] = {
+      url: 'https://sr-user:sr-Secret-3@sr:8081',
+      username: 'key',
+      password: 'sr-Secret-4',
+    };
     return parse(raw);
   };
 
@@ -528,7 +554,10 @@ describe('redaction', () => {
     ['postgres://app:p@ss@db/app', 'postgres://app:***@db/app'],
     ['postgres://:only-pass@db/app', 'postgres://:***@db/app'],
     ['postgres://db/app?user=app&password=hunter2', 'postgres://db/app?user=app&password=***'],
-    ['postgres://db/app?api_key=hunter2&token=t0k&client_secret=x', 'postgres://db/app?api_key=***&token=***&client_secret=***'],
+    [
+      'postgres://db/app?api_key=hunter2&token=t0k&client_secret=x',
+      'postgres://db/app?api_key=***&token=***&client_secret=***',
+    ],
     ['https://u:hunter2@sr.example/path', 'https://u:***@sr.example/path'],
     ['postgres://app@db/app', 'postgres://app@db/app'],
   ])('redactUrl(%s) = %s', (url, expected) => {

@@ -4,7 +4,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PartitionBuffer, type Batch, type FlushPolicy } from '../../src/batch/partition-buffer.ts';
 
-const policy = (p: Partial<FlushPolicy> = {}): FlushPolicy => ({ maxRows: 100, maxBytes: 1_000, lingerMs: 50, ...p });
+const policy = (p: Partial<FlushPolicy> = {}): FlushPolicy => ({
+  maxRows: 100,
+  maxBytes: 1_000,
+  lingerMs: 50,
+  ...p,
+});
 
 function filled(p: Partial<FlushPolicy>, sizes: number[], at = 0): PartitionBuffer<number> {
   const buf = new PartitionBuffer<number>(policy(p));
@@ -114,7 +119,10 @@ describe('PartitionBuffer: take', () => {
   });
 
   it('takes at most maxRows, oldest first', () => {
-    const buf = filled({ maxRows: 4 }, Array.from({ length: 10 }, () => 1));
+    const buf = filled(
+      { maxRows: 4 },
+      Array.from({ length: 10 }, () => 1),
+    );
     expect(buf.take('rows').entries).toEqual([0, 1, 2, 3]);
     expect(buf.take('rows').entries).toEqual([4, 5, 6, 7]);
     expect(buf.rows).toBe(2);

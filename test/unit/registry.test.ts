@@ -36,12 +36,18 @@ function stubFetch(reply: (id: number, n: number) => Reply): { fetch: typeof fet
     const id = Number(/\/schemas\/ids\/(\d+)$/.exec(url)?.[1]);
     const r = await reply(id, calls.length);
     if (r instanceof Error) throw r;
-    return new Response(r.body, { status: r.status, headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' } });
+    return new Response(r.body, {
+      status: r.status,
+      headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+    });
   };
   return { fetch: impl as typeof fetch, calls };
 }
 
-const ok = (schema: unknown = SCHEMA, extra: Record<string, unknown> = {}): { status: number; body: string } => ({
+const ok = (
+  schema: unknown = SCHEMA,
+  extra: Record<string, unknown> = {},
+): { status: number; body: string } => ({
   status: 200,
   body: JSON.stringify({ schema: JSON.stringify(schema), ...extra }),
 });
@@ -173,7 +179,10 @@ describe('RegistryClient: the request', () => {
 
 describe('RegistryClient: errors', () => {
   it('404 is a RecordError UNKNOWN_SCHEMA_ID (the record is dead-lettered, not retried)', async () => {
-    const { fetch } = stubFetch(() => ({ status: 404, body: '{"error_code":40403,"message":"Schema not found"}' }));
+    const { fetch } = stubFetch(() => ({
+      status: 404,
+      body: '{"error_code":40403,"message":"Schema not found"}',
+    }));
     const err = await rejected(client(fetch).load(404));
     expect(err).toBeInstanceOf(RecordError);
     expect((err as RecordError).code).toBe('UNKNOWN_SCHEMA_ID');
@@ -182,18 +191,21 @@ describe('RegistryClient: errors', () => {
     expect((err as RecordError).message).toContain('404');
   });
 
-  it.each([500, 502, 503, 504, 429])('HTTP %i is retriable and not cached: the next load retries', async (status) => {
-    const { fetch, calls } = stubFetch((_id, n) => (n === 1 ? { status, body: 'busy' } : ok()));
-    const reg = client(fetch);
-    const err = await rejected(reg.load(1));
-    expect(err).toBeInstanceOf(PgsinkError);
-    expect(err).not.toBeInstanceOf(RecordError);
-    expect((err as PgsinkError).retriable).toBe(true);
-    expect((err as PgsinkError).code).toBe(`HTTP_${status}`);
-    expect(reg.cached(1)).toBeUndefined();
-    expect((await reg.load(1)).equals(pingType)).toBe(true);
-    expect(calls).toHaveLength(2);
-  });
+  it.each([500, 502, 503, 504, 429])(
+    'HTTP %i is retriable and not cached: the next load retries',
+    async (status) => {
+      const { fetch, calls } = stubFetch((_id, n) => (n === 1 ? { status, body: 'busy' } : ok()));
+      const reg = client(fetch);
+      const err = await rejected(reg.load(1));
+      expect(err).toBeInstanceOf(PgsinkError);
+      expect(err).not.toBeInstanceOf(RecordError);
+      expect((err as PgsinkError).retriable).toBe(true);
+      expect((err as PgsinkError).code).toBe(`HTTP_${status}`);
+      expect(reg.cached(1)).toBeUndefined();
+      expect((await reg.load(1)).equals(pingType)).toBe(true);
+      expect(calls).toHaveLength(2);
+    },
+  );
 
   it('a network error is retriable REGISTRY_UNREACHABLE and not cached', async () => {
     const { fetch, calls } = stubFetch((_id, n) => (n === 1 ? new TypeError('fetch failed') : ok()));
@@ -234,14 +246,19 @@ describe('RegistryClient: errors', () => {
   });
 
   it('a non-Avro schema is a RecordError NOT_AVRO', async () => {
-    const { fetch } = stubFetch(() => ({ status: 200, body: JSON.stringify({ schemaType: 'PROTOBUF', schema: 'syntax = "proto3";' }) }));
+    const { fetch } = stubFetch(() => ({
+      status: 200,
+      body: JSON.stringify({ schemaType: 'PROTOBUF', schema: 'syntax = "proto3";' }),
+    }));
     const err = await rejected(client(fetch).load(1));
     expect(err).toBeInstanceOf(RecordError);
     expect((err as RecordError).code).toBe('NOT_AVRO');
   });
 
   it('an invalid Avro schema is a RecordError INVALID_SCHEMA', async () => {
-    const { fetch } = stubFetch(() => ok({ type: 'record', name: 'X', fields: [{ name: 'a', type: 'no_such_type' }] }));
+    const { fetch } = stubFetch(() =>
+      ok({ type: 'record', name: 'X', fields: [{ name: 'a', type: 'no_such_type' }] }),
+    );
     const err = await rejected(client(fetch).load(1));
     expect(err).toBeInstanceOf(RecordError);
     expect((err as RecordError).code).toBe('INVALID_SCHEMA');
@@ -269,7 +286,9 @@ describe('RegistryClient: errors', () => {
 describe('RegistryClient with RouteDecoder', () => {
   it('dead-letters records of unknown ids, holds the batch while the registry is down', async () => {
     let down = true;
-    const { fetch, calls } = stubFetch((id) => (down ? { status: 503, body: '' } : id === 404 ? { status: 404, body: '{"error_code":40403}' } : ok()));
+    const { fetch, calls } = stubFetch((id) =>
+      down ? { status: 503, body: '' } : id === 404 ? { status: 404, body: '{"error_code":40403}' } : ok(),
+    );
     const decoder = new RouteDecoder(pingType, client(fetch));
     const good = frame(1, pingType.toBuffer({ n: 1n, s: 'a' }));
     const unknown = frame(404, pingType.toBuffer({ n: 2n, s: 'b' }));
