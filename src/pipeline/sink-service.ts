@@ -19,7 +19,8 @@ import { assertRecordValue } from '../sink/columns.ts';
 import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { assertUniqueKey, deleteLine, upsertLine } from '../sink/upsert.ts';
-import { flushBatch, readFences, type Entry } from '../sink/flush.ts';
+import { flushBatch, readFences, type Entry, type Failure } from '../sink/flush.ts';
+import { RowArena } from '../sink/row-arena.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { backoffDelay } from '../util/backoff.ts';
 import type { Clock } from '../util/clock.ts';
@@ -35,6 +36,8 @@ interface PartitionState {
   readonly tp: TopicPartition;
   readonly route: RouteRuntime;
   readonly buffer: PartitionBuffer<Entry>;
+  /** Where this partition's buffered rows live (src/sink/row-arena.ts). */
+  readonly arena: RowArena;
   /** Bumped on every group join: work of an older epoch must not touch this one's state. */
   epoch: number;
   assigned: boolean;
@@ -214,6 +217,7 @@ export class SinkService {
         tp,
         route,
         buffer: new PartitionBuffer<Entry>(this.d.config.batch),
+        arena: new RowArena(),
         epoch: 0,
         assigned: true,
         fence: undefined,
@@ -293,7 +297,7 @@ export class SinkService {
     }
     if (epoch !== st.epoch || this.state !== 'running') return;
 
-    let entries: Array<[Entry, number]>;
+    let entries: Entry[];
     try {
       entries = this.decodeAll(st, msgs, fence);
     } catch (err) {
@@ -302,7 +306,8 @@ export class SinkService {
     }
     const now = this.d.clock.now();
     let bytes = 0;
-    for (const [entry, size] of entries) {
+    for (const entry of entries) {
+      const size = SinkService.sizeOf(entry);
       st.buffer.push(entry, size, now);
       bytes += size;
     }
@@ -321,13 +326,10 @@ export class SinkService {
   }
 
   /** Decodes and encodes a fetched batch; records that cannot be written become dead letters. */
-  private decodeAll(
-    st: PartitionState,
-    msgs: FetchedBatch['messages'],
-    fence: number,
-  ): Array<[Entry, number]> {
+  private decodeAll(st: PartitionState, msgs: FetchedBatch['messages'], fence: number): Entry[] {
     const { decoder, plan, upsert } = st.route;
     const deletes = st.route.config.deleteOnTombstone;
+    const arena = st.arena;
     const meta = {
       topic: st.tp.topic,
       partition: st.tp.partition,
@@ -335,38 +337,31 @@ export class SinkService {
       timestamp: '0',
       key: null as Buffer | null,
     };
-    const out: Array<[Entry, number]> = [];
+    const out: Entry[] = [];
     for (const m of msgs) {
       const offset = Number(m.offset);
       if (offset < fence) continue;
-      // The fetched message itself is the dead-letter source: no copy per record.
-      const src = m;
-      const rawBytes = (m.value?.length ?? 0) + (m.key?.length ?? 0);
-      let entry: Entry;
+      let line: string | null = null;
+      let failure: Failure | undefined;
       if (m.value === null && deletes && upsert && m.key !== null) {
         try {
-          entry = { offset, line: deleteLine(upsert, m.key, offset), src };
+          line = deleteLine(upsert, m.key, offset);
         } catch (err) {
           const e = err as RecordError;
-          entry = {
-            offset,
-            line: null,
-            src,
-            failure: { source: e.source, code: e.code, message: e.message },
-          };
+          failure = { source: e.source, code: e.code, message: e.message };
         }
       } else if (m.value === null) {
         const message = deletes
           ? 'tombstone without a key: there is no row to delete'
           : 'record has a null value (tombstone) and the route does not delete on tombstones';
-        entry = { offset, line: null, src, failure: { source: 'kafka', code: 'TOMBSTONE', message } };
+        failure = { source: 'kafka', code: 'TOMBSTONE', message };
       } else {
         try {
           meta.offset = offset;
           meta.timestamp = m.timestamp;
           meta.key = m.key;
-          const line = plan.encode(assertRecordValue(decoder.decode(m.value)), meta);
-          entry = { offset, line: upsert ? upsertLine(line, offset) : line, src };
+          line = plan.encode(assertRecordValue(decoder.decode(m.value)), meta);
+          if (upsert) line = upsertLine(line, offset);
         } catch (err) {
           if (err instanceof PgsinkError && err.retriable) throw err;
           const e =
@@ -375,17 +370,30 @@ export class SinkService {
               : new RecordError('internal', 'ENCODE_FAILED', errorMessage(err), err);
           if (!(err instanceof RecordError))
             this.d.logger.error({ err, offset, ...st.tp }, 'unexpected error encoding a record');
-          entry = {
-            offset,
-            line: null,
-            src,
-            failure: { source: e.source, code: e.code, message: e.message },
-          };
+          failure = { source: e.source, code: e.code, message: e.message };
         }
       }
-      out.push([entry, ENTRY_OVERHEAD + rawBytes + (entry.line?.length ?? 0)]);
+      // Line, key and value side by side in one chunk; nothing of the client's message is kept.
+      const key = m.key;
+      const value = m.value;
+      const chunk = arena.reserve((line?.length ?? 0) * 3 + (key?.length ?? 0) + (value?.length ?? 0));
+      const start = line === null ? -1 : arena.writeText(line);
+      const end = line === null ? -1 : arena.position;
+      const keyStart = key === null ? -1 : arena.writeBytes(key);
+      const keyEnd = key === null ? -1 : arena.position;
+      const valueStart = value === null ? -1 : arena.writeBytes(value);
+      const valueEnd = value === null ? -1 : arena.position;
+      const headers = m.headers && Object.keys(m.headers).length > 0 ? m.headers : undefined;
+      const entry: Entry = { offset, chunk, start, end, keyStart, keyEnd, valueStart, valueEnd, headers };
+      if (failure) entry.failure = failure;
+      out.push(entry);
     }
     return out;
+  }
+
+  /** What an entry holds in memory, for the byte limits. */
+  private static sizeOf(e: Entry): number {
+    return ENTRY_OVERHEAD + Math.max(0, e.end - e.start) + Math.max(0, e.keyEnd - e.keyStart) + Math.max(0, e.valueEnd - e.valueStart);
   }
 
   // ---------------------------------------------------------------- flushing
@@ -736,7 +744,7 @@ function traceparentsOf(entries: readonly Entry[]): string[] {
   // Distinct: a producer batch often shares one trace context.
   const out = new Set<string>();
   for (const e of entries) {
-    const h = e.src.headers?.['traceparent'];
+    const h = e.headers?.['traceparent'];
     if (h === undefined) continue;
     out.add((Array.isArray(h) ? h[0]! : h).toString());
     if (out.size >= MAX_TRACE_LINKS) break;

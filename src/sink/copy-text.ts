@@ -94,6 +94,11 @@ export function formatTimestamp(value: bigint, unitsPerSecond: 1000n | 1000000n,
 const MIN_MS = -62_135_596_800_000; // 0001-01-01T00:00:00Z
 const MAX_MS = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
 const FRAC3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
+const TWO = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));
+const DAY = 86_400_000;
+// Timestamps of a stream cluster in a few days: the calendar date is computed once per day.
+let cachedDay = Number.NaN;
+let cachedDate = '';
 
 function formatTimestampFast(
   value: bigint,
@@ -105,10 +110,20 @@ function formatTimestampFast(
   const micros = unitsPerSecond === 1000000n;
   const ms = micros ? Math.floor(n / 1000) : n;
   if (ms < MIN_MS || ms > MAX_MS) return undefined;
-  const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const tz = utc ? '+00' : '';
-  const tail = micros ? FRAC3[n - ms * 1000]! : '';
-  return `${iso.slice(0, 10)} ${iso.slice(11, 23)}${tail}${tz}`;
+  const day = Math.floor(ms / DAY);
+  if (day !== cachedDay) {
+    cachedDay = day;
+    cachedDate = new Date(day * DAY).toISOString().slice(0, 10);
+  }
+  let rest = ms - day * DAY;
+  const milli = rest % 1000;
+  rest = (rest - milli) / 1000;
+  const sec = rest % 60;
+  rest = (rest - sec) / 60;
+  const min = rest % 60;
+  const hour = (rest - min) / 60;
+  const frac = micros ? FRAC3[milli]! + FRAC3[n - ms * 1000]! : FRAC3[milli]!;
+  return `${cachedDate} ${TWO[hour]!}:${TWO[min]!}:${TWO[sec]!}.${frac}${utc ? '+00' : ''}`;
 }
 
 /** Time of day from an integer count of units since midnight. */

@@ -19,26 +19,31 @@ import type { SinkTables } from './ddl.ts';
 import { ensureStage, type UpsertPlan } from './upsert.ts';
 import { classifyPgError, copyLineOf, describePgError, sinkError, sqlstateOf } from './pg-errors.ts';
 
-export interface SourceRecord {
-  key: Buffer | null;
-  value: Buffer | null;
-  headers?: IHeaders | undefined;
-  timestamp: string;
-}
-
 export interface Failure {
   source: string;
   code: string;
   message: string;
 }
 
-/** One buffered record: its COPY line, or the reason it cannot be written. */
+/**
+ * One buffered record, as positions in a RowArena chunk: its COPY line [start, end) — or
+ * start = -1 when it cannot be written, with the reason in `failure` — and its raw key and
+ * value (-1 when null), kept for a dead letter.
+ */
 export interface Entry {
   offset: number;
-  line: string | null;
-  src: SourceRecord;
+  chunk: Buffer;
+  start: number;
+  end: number;
+  keyStart: number;
+  keyEnd: number;
+  valueStart: number;
+  valueEnd: number;
+  headers: IHeaders | undefined;
   failure?: Failure;
 }
+
+const slice = (e: Entry, from: number, to: number): Buffer | null => (from < 0 ? null : e.chunk.subarray(from, to));
 
 export interface FlushTarget {
   groupId: string;
@@ -62,21 +67,22 @@ export interface FlushOutcome {
   isolated: boolean;
 }
 
-const CHUNK_CHARS = 256 * 1024;
-
-function* copyChunks(rows: readonly Entry[]): Generator<Buffer> {
-  let parts: string[] = [];
-  let size = 0;
+/** Contiguous rows of one chunk go out as one slice: no copy, no re-encoding. */
+function* copySlices(rows: readonly Entry[]): Generator<Buffer> {
+  let chunk: Buffer | undefined;
+  let from = 0;
+  let to = 0;
   for (const r of rows) {
-    parts.push(r.line!);
-    size += r.line!.length;
-    if (size >= CHUNK_CHARS) {
-      yield Buffer.from(parts.join(''));
-      parts = [];
-      size = 0;
+    if (r.chunk === chunk && r.start === to) {
+      to = r.end;
+      continue;
     }
+    if (chunk && to > from) yield chunk.subarray(from, to);
+    chunk = r.chunk;
+    from = r.start;
+    to = r.end;
   }
-  if (parts.length) yield Buffer.from(parts.join(''));
+  if (chunk && to > from) yield chunk.subarray(from, to);
 }
 
 async function copyRows(
@@ -86,7 +92,7 @@ async function copyRows(
   rows: readonly Entry[],
 ): Promise<void> {
   const stream = client.query(copyFrom(`COPY ${table} (${columnList}) FROM STDIN`));
-  await pipeline(Readable.from(copyChunks(rows)), stream);
+  await pipeline(Readable.from(copySlices(rows)), stream);
 }
 
 /** Append: COPY into the target. Upsert: COPY into the staging table, then merge. */
@@ -127,7 +133,7 @@ async function isolateRows(client: pg.ClientBase, t: FlushTarget, rows: Entry[])
     if (classifyPgError(err) !== 'data') throw err;
     await client.query('ROLLBACK TO SAVEPOINT pgsink_isolate');
     await client.query('RELEASE SAVEPOINT pgsink_isolate');
-    if (rows.length === 1) return [{ ...rows[0]!, line: null, failure: pgFailure(err) }];
+    if (rows.length === 1) return [{ ...rows[0]!, start: -1, failure: pgFailure(err) }];
     // Postgres names the failing line of the COPY input: the rows before it are good.
     const line = copyLineOf(err);
     if (line !== undefined && line >= 1 && line <= rows.length) {
@@ -172,9 +178,9 @@ async function insertDeadLetters(
         t.topic,
         t.partition,
         e.offset,
-        e.src.key,
-        e.src.value,
-        headersJson(e.src.headers),
+        slice(e, e.keyStart, e.keyEnd),
+        slice(e, e.valueStart, e.valueEnd),
+        headersJson(e.headers),
         f.source,
         f.code,
         f.message.replace(/\0/g, '\\0'),
@@ -218,7 +224,7 @@ async function attempt(
     const dead: Entry[] = [];
     for (let i = start; i < entries.length; i++) {
       const e = entries[i]!;
-      (e.line === null ? dead : rows).push(e);
+      (e.start < 0 ? dead : rows).push(e);
     }
     let written = rows.length;
     if (isolate) {
