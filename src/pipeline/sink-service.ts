@@ -38,6 +38,7 @@ interface PartitionState {
   readonly buffer: PartitionBuffer<Entry>;
   /** Where this partition's buffered rows live (src/sink/row-arena.ts). */
   readonly arena: RowArena;
+  readonly rawArena: RowArena;
   /** Bumped on every group join: work of an older epoch must not touch this one's state. */
   epoch: number;
   assigned: boolean;
@@ -218,6 +219,7 @@ export class SinkService {
         route,
         buffer: new PartitionBuffer<Entry>(this.d.config.batch),
         arena: new RowArena(),
+        rawArena: new RowArena(),
         epoch: 0,
         assigned: true,
         fence: undefined,
@@ -330,6 +332,7 @@ export class SinkService {
     const { decoder, plan, upsert } = st.route;
     const deletes = st.route.config.deleteOnTombstone;
     const arena = st.arena;
+    const rawArena = st.rawArena;
     const meta = {
       topic: st.tp.topic,
       partition: st.tp.partition,
@@ -373,18 +376,20 @@ export class SinkService {
           failure = { source: e.source, code: e.code, message: e.message };
         }
       }
-      // Line, key and value side by side in one chunk; nothing of the client's message is kept.
+      // The line into one arena (a batch's lines stay contiguous for COPY), key and value into
+      // another; nothing of the client's message object is kept.
       const key = m.key;
       const value = m.value;
-      const chunk = arena.reserve((line?.length ?? 0) * 3 + (key?.length ?? 0) + (value?.length ?? 0));
+      const chunk = arena.reserve((line?.length ?? 0) * 3);
       const start = line === null ? -1 : arena.writeText(line);
       const end = line === null ? -1 : arena.position;
-      const keyStart = key === null ? -1 : arena.writeBytes(key);
-      const keyEnd = key === null ? -1 : arena.position;
-      const valueStart = value === null ? -1 : arena.writeBytes(value);
-      const valueEnd = value === null ? -1 : arena.position;
+      const raw = rawArena.reserve((key?.length ?? 0) + (value?.length ?? 0));
+      const keyStart = key === null ? -1 : rawArena.writeBytes(key);
+      const keyEnd = key === null ? -1 : rawArena.position;
+      const valueStart = value === null ? -1 : rawArena.writeBytes(value);
+      const valueEnd = value === null ? -1 : rawArena.position;
       const headers = m.headers && Object.keys(m.headers).length > 0 ? m.headers : undefined;
-      const entry: Entry = { offset, chunk, start, end, keyStart, keyEnd, valueStart, valueEnd, headers };
+      const entry: Entry = { offset, chunk, start, end, raw, keyStart, keyEnd, valueStart, valueEnd, headers };
       if (failure) entry.failure = failure;
       out.push(entry);
     }

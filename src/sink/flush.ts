@@ -26,15 +26,17 @@ export interface Failure {
 }
 
 /**
- * One buffered record, as positions in a RowArena chunk: its COPY line [start, end) — or
- * start = -1 when it cannot be written, with the reason in `failure` — and its raw key and
- * value (-1 when null), kept for a dead letter.
+ * One buffered record, as positions in RowArena chunks: its COPY line [start, end) in
+ * `chunk` — or start = -1 when it cannot be written, with the reason in `failure` — and its
+ * raw key and value in `raw` (-1 when null), kept for a dead letter. Lines and raw bytes live
+ * in separate arenas so that a batch's lines are contiguous.
  */
 export interface Entry {
   offset: number;
   chunk: Buffer;
   start: number;
   end: number;
+  raw: Buffer;
   keyStart: number;
   keyEnd: number;
   valueStart: number;
@@ -43,7 +45,7 @@ export interface Entry {
   failure?: Failure;
 }
 
-const slice = (e: Entry, from: number, to: number): Buffer | null => (from < 0 ? null : e.chunk.subarray(from, to));
+const slice = (e: Entry, from: number, to: number): Buffer | null => (from < 0 ? null : e.raw.subarray(from, to));
 
 export interface FlushTarget {
   groupId: string;
