@@ -19,12 +19,34 @@ export interface Batch<T> {
   entries: T[];
   bytes: number;
   reason: FlushReason;
-  /** Kept so that a failed batch can be put back exactly as it was (requeue). */
+  /** Bytes and arrival time of each entry, so a failed batch can be put back exactly (requeue). */
+  readonly sizes: readonly number[];
+  readonly arrivals: readonly number[];
+  /** The same, as one object per entry (for inspection; not used on the hot path). */
   readonly slots: ReadonlyArray<Slot<T>>;
 }
 
+function makeBatch<T>(entries: T[], sizes: number[], arrivals: number[], bytes: number, reason: FlushReason): Batch<T> {
+  return {
+    entries,
+    sizes,
+    arrivals,
+    bytes,
+    reason,
+    get slots() {
+      return entries.map((entry, i) => ({ entry, bytes: sizes[i]!, at: arrivals[i]! }));
+    },
+  };
+}
+
+/**
+ * Entries, their sizes and arrival times in three parallel arrays (no object per entry:
+ * buffered rows are the bulk of what the heap holds).
+ */
 export class PartitionBuffer<T> {
-  private slots: Slot<T>[] = [];
+  private entries: T[] = [];
+  private sizes: number[] = [];
+  private arrivals: number[] = [];
   private head = 0;
   private bufferedBytes = 0;
 
@@ -35,7 +57,7 @@ export class PartitionBuffer<T> {
   }
 
   get rows(): number {
-    return this.slots.length - this.head;
+    return this.entries.length - this.head;
   }
 
   get bytes(): number {
@@ -44,11 +66,13 @@ export class PartitionBuffer<T> {
 
   /** Arrival time of the oldest buffered entry, or undefined when empty. */
   get oldestAt(): number | undefined {
-    return this.slots[this.head]?.at;
+    return this.head < this.entries.length ? this.arrivals[this.head] : undefined;
   }
 
   push(entry: T, bytes: number, now: number): void {
-    this.slots.push({ entry, bytes, at: now });
+    this.entries.push(entry);
+    this.sizes.push(bytes);
+    this.arrivals.push(now);
     this.bufferedBytes += bytes;
   }
 
@@ -74,25 +98,34 @@ export class PartitionBuffer<T> {
    * written in batches of the configured size.
    */
   take(reason: FlushReason): Batch<T> {
-    const entries: T[] = [];
-    const taken: Array<Slot<T>> = [];
+    const from = this.head;
+    let to = from;
     let bytes = 0;
-    while (this.head < this.slots.length && entries.length < this.policy.maxRows) {
-      const slot = this.slots[this.head]!;
-      if (entries.length > 0 && bytes + slot.bytes > this.policy.maxBytes) break;
-      entries.push(slot.entry);
-      taken.push(slot);
-      bytes += slot.bytes;
-      this.head++;
+    const limit = Math.min(this.entries.length, from + this.policy.maxRows);
+    while (to < limit) {
+      const size = this.sizes[to]!;
+      if (to > from && bytes + size > this.policy.maxBytes) break;
+      bytes += size;
+      to++;
     }
+    const batch = makeBatch(
+      this.entries.slice(from, to),
+      this.sizes.slice(from, to),
+      this.arrivals.slice(from, to),
+      bytes,
+      reason,
+    );
+    this.head = to;
     this.bufferedBytes -= bytes;
     this.compact();
-    return { entries, bytes, reason, slots: taken };
+    return batch;
   }
 
   /** Puts a batch whose flush failed back in front, with its original arrival times. */
   requeue(batch: Batch<T>): void {
-    this.slots = [...batch.slots, ...this.slots.slice(this.head)];
+    this.entries = [...batch.entries, ...this.entries.slice(this.head)];
+    this.sizes = [...batch.sizes, ...this.sizes.slice(this.head)];
+    this.arrivals = [...batch.arrivals, ...this.arrivals.slice(this.head)];
     this.head = 0;
     this.bufferedBytes += batch.bytes;
   }
@@ -100,18 +133,24 @@ export class PartitionBuffer<T> {
   /** Drops everything (revoked partition: the records will be fetched again). */
   clear(): number {
     const dropped = this.rows;
-    this.slots = [];
+    this.entries = [];
+    this.sizes = [];
+    this.arrivals = [];
     this.head = 0;
     this.bufferedBytes = 0;
     return dropped;
   }
 
   private compact(): void {
-    if (this.head === this.slots.length) {
-      this.slots = [];
+    if (this.head === this.entries.length) {
+      this.entries = [];
+      this.sizes = [];
+      this.arrivals = [];
       this.head = 0;
-    } else if (this.head > 4096 && this.head * 2 > this.slots.length) {
-      this.slots = this.slots.slice(this.head);
+    } else if (this.head > 4096 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.sizes = this.sizes.slice(this.head);
+      this.arrivals = this.arrivals.slice(this.head);
       this.head = 0;
     }
   }
