@@ -122,7 +122,7 @@ async function main(): Promise<void> {
   await service.start();
   await new Promise<void>((resolve) => {
     const t = setInterval(() => {
-      if (firstFetch === undefined && stats.recordsConsumed_ > 0) firstFetch = performance.now();
+      if (firstFetch === undefined && stats.consumedTotal > 0) firstFetch = performance.now();
       process.stderr.write(`\rconsuming ${bar(stats.rowsWritten, EVENTS)} ${fmt(stats.rowsWritten)} rows`);
       if (stats.rowsWritten + stats.deadLettered >= EVENTS || service.failure) {
         clearInterval(t);

@@ -44,7 +44,7 @@ export interface SinkObserver {
 }
 
 export class SinkStats implements SinkObserver {
-  recordsConsumed_ = 0;
+  consumedTotal = 0;
   rowsWritten = 0;
   deadLettered = 0;
   batches = 0;
@@ -57,7 +57,7 @@ export class SinkStats implements SinkObserver {
   readonly flushReasons: Record<FlushReason, number> = { rows: 0, bytes: 0, linger: 0, drain: 0 };
 
   recordsConsumed(_t: string, _p: number, count: number): void {
-    this.recordsConsumed_ += count;
+    this.consumedTotal += count;
   }
   flushed(r: FlushReport): void {
     this.batches++;
