@@ -26,7 +26,13 @@ export interface Batch<T> {
   readonly slots: ReadonlyArray<Slot<T>>;
 }
 
-function makeBatch<T>(entries: T[], sizes: number[], arrivals: number[], bytes: number, reason: FlushReason): Batch<T> {
+function makeBatch<T>(
+  entries: T[],
+  sizes: number[],
+  arrivals: number[],
+  bytes: number,
+  reason: FlushReason,
+): Batch<T> {
   return {
     entries,
     sizes,

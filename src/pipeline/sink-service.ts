@@ -389,7 +389,18 @@ export class SinkService {
       const valueStart = value === null ? -1 : rawArena.writeBytes(value);
       const valueEnd = value === null ? -1 : rawArena.position;
       const headers = m.headers && Object.keys(m.headers).length > 0 ? m.headers : undefined;
-      const entry: Entry = { offset, chunk, start, end, raw, keyStart, keyEnd, valueStart, valueEnd, headers };
+      const entry: Entry = {
+        offset,
+        chunk,
+        start,
+        end,
+        raw,
+        keyStart,
+        keyEnd,
+        valueStart,
+        valueEnd,
+        headers,
+      };
       if (failure) entry.failure = failure;
       out.push(entry);
     }
@@ -398,7 +409,12 @@ export class SinkService {
 
   /** What an entry holds in memory, for the byte limits. */
   private static sizeOf(e: Entry): number {
-    return ENTRY_OVERHEAD + Math.max(0, e.end - e.start) + Math.max(0, e.keyEnd - e.keyStart) + Math.max(0, e.valueEnd - e.valueStart);
+    return (
+      ENTRY_OVERHEAD +
+      Math.max(0, e.end - e.start) +
+      Math.max(0, e.keyEnd - e.keyStart) +
+      Math.max(0, e.valueEnd - e.valueStart)
+    );
   }
 
   // ---------------------------------------------------------------- flushing
@@ -437,6 +453,19 @@ export class SinkService {
       tables: this.tables,
       upsert: st.route.upsert,
     };
+    const describe = (): FailedFlush => ({
+      topic: st.tp.topic,
+      partition: st.tp.partition,
+      firstOffset: entries[0]!.offset,
+      lastOffset: entries[entries.length - 1]!.offset,
+      rows: entries.length,
+      bytes: batch.bytes,
+      reason: batch.reason,
+      durationMs: this.d.clock.now() - started,
+      table: st.route.config.table,
+      mode: st.route.config.mode,
+      traceparents: traceparentsOf(entries),
+    });
     let client: pg.PoolClient | undefined;
     try {
       client = await this.checkout();
@@ -445,20 +474,7 @@ export class SinkService {
       this.activeClients.delete(client);
       this.checkin(client);
       client = undefined;
-      this.d.observer.flushed({
-        topic: st.tp.topic,
-        partition: st.tp.partition,
-        firstOffset: entries[0]!.offset,
-        lastOffset: entries[entries.length - 1]!.offset,
-        rows: entries.length,
-        bytes: batch.bytes,
-        reason: batch.reason,
-        durationMs: this.d.clock.now() - started,
-        outcome,
-        table: st.route.config.table,
-        mode: st.route.config.mode,
-        traceparents: traceparentsOf(entries),
-      });
+      this.d.observer.flushed({ ...describe(), outcome });
       if (epoch !== st.epoch) return;
       this.bp.add(st.key, -batch.bytes);
       st.inFlightBytes = 0;
@@ -477,19 +493,7 @@ export class SinkService {
         this.checkin(client, true);
       }
       const e = err instanceof Error ? err : new Error(String(err));
-      const failed: FailedFlush = {
-        topic: st.tp.topic,
-        partition: st.tp.partition,
-        firstOffset: entries[0]!.offset,
-        lastOffset: entries[entries.length - 1]!.offset,
-        rows: entries.length,
-        bytes: batch.bytes,
-        reason: batch.reason,
-        durationMs: this.d.clock.now() - started,
-        table: st.route.config.table,
-        mode: st.route.config.mode,
-        traceparents: traceparentsOf(entries),
-      };
+      const failed = describe();
       if (epoch !== st.epoch) {
         this.d.observer.flushFailed(st.tp.topic, st.tp.partition, e, st.attempts, {
           stage: 'flush',

@@ -45,7 +45,8 @@ export interface Entry {
   failure?: Failure;
 }
 
-const slice = (e: Entry, from: number, to: number): Buffer | null => (from < 0 ? null : e.raw.subarray(from, to));
+const slice = (e: Entry, from: number, to: number): Buffer | null =>
+  from < 0 ? null : e.raw.subarray(from, to);
 
 export interface FlushTarget {
   groupId: string;

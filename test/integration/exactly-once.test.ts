@@ -8,7 +8,7 @@ import { frame } from '../../src/avro/wire.ts';
 import { ordersType, prng, sampleOrder } from '../../src/cli/sample-data.ts';
 import type { KafkaSource } from '../../src/kafka/source.ts';
 import { createPipeline } from '../../src/pipeline/app.ts';
-import type { FlushReport, SinkObserver } from '../../src/pipeline/observer.ts';
+import { flushRecorder } from '../support/observers.ts';
 import { formatDecimal } from '../../src/sink/copy-text.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { runCli } from '../support/cli.ts';
@@ -27,23 +27,6 @@ const kafka = kafkaClient();
 const pool = pgPool();
 const logger = createLogger('error');
 afterAll(() => pool.end());
-
-function flushLog(): SinkObserver & { flushes: FlushReport[] } {
-  const flushes: FlushReport[] = [];
-  const noop = () => undefined;
-  return {
-    flushes,
-    flushed: (r) => flushes.push(r),
-    recordsConsumed: noop,
-    flushFailed: noop,
-    committed: noop,
-    paused: noop,
-    resumed: noop,
-    rebalanced: noop,
-    lag: noop,
-    buffered: noop,
-  };
-}
 
 async function exactlyOnce(table: string, n: number): Promise<void> {
   const { rows } = await pool.query<{ n: string; d: string; ids: string }>(
@@ -69,7 +52,7 @@ describe('exactly once', () => {
     const f = await ordersFixture(kafka, pool, 1, 'zombie');
     const appName = `pgsink:${f.groupId}`;
     let zombieSource: KafkaSource | undefined;
-    const zombieLog = flushLog();
+    const zombieLog = flushRecorder();
     const zombie = createPipeline(testConfig(f), {
       logger,
       observer: zombieLog,
@@ -77,7 +60,7 @@ describe('exactly once', () => {
     });
     const locker = await pool.connect();
     let owner: ReturnType<typeof createPipeline> | undefined;
-    const ownerLog = flushLog();
+    const ownerLog = flushRecorder();
     try {
       await zombie.service.start();
       await waitFor('zombie joined', async () => zombie.service.ready, Boolean, 30_000);

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prng, sampleOrder } from '../../src/cli/sample-data.ts';
 import { createPipeline } from '../../src/pipeline/app.ts';
-import type { FlushReport, SinkObserver } from '../../src/pipeline/observer.ts';
+import { flushRecorder } from '../support/observers.ts';
 import { formatDecimal } from '../../src/sink/copy-text.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { kafkaClient, pgPool } from '../support/services.ts';
@@ -24,23 +24,6 @@ const logger = createLogger('warn');
 afterAll(async () => {
   await pool.end();
 });
-
-function recorder(): SinkObserver & { flushes: FlushReport[] } {
-  const flushes: FlushReport[] = [];
-  const noop = () => undefined;
-  return {
-    flushes,
-    flushed: (r) => flushes.push(r),
-    recordsConsumed: noop,
-    flushFailed: noop,
-    committed: noop,
-    paused: noop,
-    resumed: noop,
-    rebalanced: noop,
-    lag: noop,
-    buffered: noop,
-  };
-}
 
 describe('pipeline: N events over several partitions', () => {
   const N = 3_000;
@@ -114,7 +97,7 @@ describe('pipeline: flush triggers', () => {
   it('splits a burst at maxRows and lands a lone record within lingerMs', async () => {
     const f = await ordersFixture(kafka, pool, 1, 'trig');
     const lingerMs = 400;
-    const obs = recorder();
+    const obs = flushRecorder();
     const { service } = createPipeline(
       testConfig(f, { batch: { maxRows: 1_000, maxBytes: 4 * 1024 * 1024, lingerMs } }),
       {
