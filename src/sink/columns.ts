@@ -74,7 +74,7 @@ function primitiveEncoder(type: avro.Type): {
         return { encode: e, element: e, pgType: 'time(3)' };
       }
       case 'time-micros': {
-        const e = (v: unknown) => formatTime(v as bigint, 1000000n);
+        const e = (v: unknown) => formatTime(BigInt(v as number | bigint), 1000000n);
         return { encode: e, element: e, pgType: 'time(6)' };
       }
       case 'timestamp-millis':
@@ -83,7 +83,7 @@ function primitiveEncoder(type: avro.Type): {
       case 'local-timestamp-micros': {
         const units = type.logical.endsWith('millis') ? 1000n : 1000000n;
         const utc = !type.logical.startsWith('local');
-        const e = (v: unknown) => formatTimestamp(BigInt(v as bigint | number), units, utc);
+        const e = (v: unknown) => formatTimestamp(v as number | bigint, units, utc);
         return { encode: e, element: e, pgType: utc ? 'timestamptz' : 'timestamp' };
       }
     }
@@ -201,7 +201,7 @@ export function buildColumnPlan(readerType: avro.Type, route: RouteConfig): Colu
       m.timestamp,
       'timestamptz',
       (_r, x) => x.timestamp,
-      (v) => formatTimestamp(BigInt(v as string), 1000n, true),
+      (v) => formatTimestamp(Number(v as string), 1000n, true),
     ],
     [
       m.key,

@@ -70,9 +70,14 @@ const floorDiv = (a: bigint, b: bigint): bigint => {
  * A timestamp from an integer count of `unitsPerSecond` since the epoch, exact to the unit:
  * 'YYYY-MM-DD HH:MM:SS.ffffff' (+ '+00' when `utc`), with ' BC' for years before 1.
  */
-export function formatTimestamp(value: bigint, unitsPerSecond: 1000n | 1000000n, utc: boolean): string {
-  const fast = formatTimestampFast(value, unitsPerSecond, utc);
+export function formatTimestamp(
+  long: number | bigint,
+  unitsPerSecond: 1000n | 1000000n,
+  utc: boolean,
+): string {
+  const fast = formatTimestampFast(long, unitsPerSecond, utc);
   if (fast !== undefined) return fast;
+  const value = BigInt(long);
   const unitsPerDay = DAY_MS * (unitsPerSecond / 1000n);
   const days = floorDiv(value, unitsPerDay);
   let rest = value - days * unitsPerDay;
@@ -101,11 +106,11 @@ let cachedDay = Number.NaN;
 let cachedDate = '';
 
 function formatTimestampFast(
-  value: bigint,
+  value: number | bigint,
   unitsPerSecond: 1000n | 1000000n,
   utc: boolean,
 ): string | undefined {
-  const n = Number(value);
+  const n = typeof value === 'number' ? value : Number(value);
   if (!Number.isSafeInteger(n)) return undefined;
   const micros = unitsPerSecond === 1000000n;
   const ms = micros ? Math.floor(n / 1000) : n;
