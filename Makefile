@@ -28,6 +28,10 @@ deps: $(DEPS) ## install Node 24 (if needed) and the npm dependencies
 demo: deps ## start the local stack, produce sample events, sink them into Postgres, print what landed
 	node src/cli/demo.ts
 
+.PHONY: bench
+bench: deps ## benchmark pgsink against its baselines (1M events; ARGS="--quick" for a smoke run, ARGS="--help")
+	node bench/run.ts $(ARGS)
+
 .PHONY: test
 test: deps ## run all tests (unit + integration against a real Kafka and Postgres)
 	npm test

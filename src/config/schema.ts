@@ -109,21 +109,21 @@ export const configSchema = z
     batch: z
       .strictObject({
         maxRows: positiveInt.default(10_000),
-        maxBytes: positiveInt.default(8 * 1024 * 1024),
+        maxBytes: positiveInt.default(4 * 1024 * 1024),
         lingerMs: z.number().int().nonnegative().default(250),
       })
-      .default({ maxRows: 10_000, maxBytes: 8 * 1024 * 1024, lingerMs: 250 }),
+      .default({ maxRows: 10_000, maxBytes: 4 * 1024 * 1024, lingerMs: 250 }),
     backpressure: z
       .strictObject({
-        maxPartitionBytes: positiveInt.default(32 * 1024 * 1024),
-        maxTotalBytes: positiveInt.default(128 * 1024 * 1024),
+        maxPartitionBytes: positiveInt.default(8 * 1024 * 1024),
+        maxTotalBytes: positiveInt.default(32 * 1024 * 1024),
         /** A paused partition resumes when its buffer falls below this share of the limit. */
         resumeRatio: z.number().gt(0).lt(1).default(0.5),
         maxConcurrentFlushes: positiveInt.default(4),
       })
       .default({
-        maxPartitionBytes: 32 * 1024 * 1024,
-        maxTotalBytes: 128 * 1024 * 1024,
+        maxPartitionBytes: 8 * 1024 * 1024,
+        maxTotalBytes: 32 * 1024 * 1024,
         resumeRatio: 0.5,
         maxConcurrentFlushes: 4,
       }),

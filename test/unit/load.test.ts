@@ -63,10 +63,10 @@ describe('parseConfig: defaults', () => {
       connectionTimeoutMs: 10_000,
     });
     expect(c.schemaRegistry).toBeUndefined();
-    expect(c.batch).toMatchObject({ maxRows: 10_000, maxBytes: 8 * 1024 * 1024, lingerMs: 250 });
+    expect(c.batch).toMatchObject({ maxRows: 10_000, maxBytes: 4 * 1024 * 1024, lingerMs: 250 });
     expect(c.backpressure).toMatchObject({
-      maxPartitionBytes: 32 * 1024 * 1024,
-      maxTotalBytes: 128 * 1024 * 1024,
+      maxPartitionBytes: 8 * 1024 * 1024,
+      maxTotalBytes: 32 * 1024 * 1024,
       resumeRatio: 0.5,
       maxConcurrentFlushes: 4,
     });
@@ -92,7 +92,7 @@ describe('parseConfig: defaults', () => {
     raw['batch'] = { maxRows: 5 };
     raw['schemaRegistry'] = { url: 'http://registry:8081' };
     const c = parse(raw);
-    expect(c.batch).toMatchObject({ maxRows: 5, maxBytes: 8 * 1024 * 1024, lingerMs: 250 });
+    expect(c.batch).toMatchObject({ maxRows: 5, maxBytes: 4 * 1024 * 1024, lingerMs: 250 });
     expect(c.schemaRegistry).toMatchObject({ url: 'http://registry:8081', timeoutMs: 10_000 });
   });
 

@@ -1,0 +1,95 @@
+// Messages between bench/run.ts and bench/pgsink-worker.ts (over the fork IPC channel).
+import type { ConfigInput } from '../src/config/schema.ts';
+
+/**
+ * Wall-clock milliseconds, comparable across processes. (performance.timeOrigin + now() has
+ * finer resolution but each process fixes its origin at start, a few ms apart.)
+ */
+export const wallNow = (): number => Date.now();
+
+export interface PgsinkJob {
+  mode: 'pgsink';
+  config: ConfigInput;
+  /** Done when this many rows are committed. */
+  expect: number;
+  /** Send every flush (partition, offsets, commit time): the latency phase needs them. */
+  reportFlushes: boolean;
+  /** Send a stats message this often (0: never). */
+  statsEveryMs: number;
+}
+
+/** Baseline A: eachMessage, one INSERT and one offset commit per message. */
+export interface NaiveJob {
+  mode: 'naive';
+  config: ConfigInput;
+  /** Stop after this many events or this many seconds, whichever comes first. */
+  events: number;
+  maxSeconds: number;
+}
+
+/** Baseline B: eachBatch, one multi-row INSERT per fetched batch in a transaction, then commit. */
+export interface BatchJob {
+  mode: 'batch';
+  config: ConfigInput;
+  expect: number;
+  concurrency: number;
+}
+
+/** Ceiling C: pgsink's Kafka source, decoder and COPY encoder; the rows are thrown away. */
+export interface DecodeJob {
+  mode: 'decode';
+  config: ConfigInput;
+  expect: number;
+}
+
+/** Ceiling D: COPY of pre-encoded rows, in pgsink's batch size and concurrency, per table. */
+export interface CopyJob {
+  mode: 'copy';
+  config: ConfigInput;
+  events: number;
+  partitions: number;
+  batchRows: number;
+  concurrency: number;
+  /** One run per table, in order. */
+  tables: string[];
+}
+
+export type Job = PgsinkJob | NaiveJob | BatchJob | DecodeJob | CopyJob;
+
+export interface RunResult {
+  events: number;
+  /** Wall clock of the first fetched batch (or the first COPY) and of the last commit. */
+  firstAt: number;
+  doneAt: number;
+  seconds: number;
+  eventsPerSec: number;
+  /** The worker's own CPU seconds (user + system) between firstAt and doneAt. */
+  cpuSeconds: number;
+  /** The worker's peak RSS so far. */
+  maxRssMiB: number;
+  extra?: Record<string, number | string>;
+}
+
+export type ToWorker = { type: 'job'; job: Job } | { type: 'stop' };
+
+export type FromWorker =
+  | { type: 'assigned'; partitions: number }
+  | { type: 'first'; at: number }
+  | { type: 'flush'; partition: number; first: number; last: number; at: number }
+  | {
+      type: 'stats';
+      at: number;
+      rows: number;
+      /** What pgsink's backpressure counts as buffered (SinkService.bufferedBytes). */
+      bufferedBytes: number;
+      paused: number;
+      rssMiB: number;
+      heapUsedMiB: number;
+      heapTotalMiB: number;
+      /** Buffers and other memory outside the V8 heap. */
+      externalMiB: number;
+    }
+  | { type: 'done'; result: RunResult }
+  | { type: 'results'; results: RunResult[] }
+  | { type: 'stopped' }
+  | { type: 'error'; message: string };

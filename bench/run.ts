@@ -1,0 +1,1076 @@
+// `make bench`: pgsink against its baselines on the same data, in the same run.
+//
+//   node bench/run.ts [--quick] [--events N] [--partitions P] [--reps R] [--out file.json] …
+//
+// Produces N events (schemas/bench-orders.avsc, ~225 B of Avro each) into a fresh topic,
+// then measures, each subject in its own child process (bench/pgsink-worker.ts):
+//   pgsink  end to end, first fetch → last row committed, checked with count(*)
+//   A       kafkajs eachMessage, one INSERT and one offset commit per message (a subset,
+//           extrapolated)
+//   B       kafkajs eachBatch, one multi-row INSERT transaction per fetched batch, then commit
+//   C       consume + decode + COPY-encode with pgsink's own code, rows thrown away
+//   D       COPY of pre-encoded rows in pgsink's batch size and concurrency
+// plus produce→commit latency at half the measured maximum (open loop), peak RSS and CPU
+// seconds of pgsink, postgres and the Kafka broker, and peak RSS while the target table is
+// locked and producers keep going (backpressure). Prints one table; writes the same as JSON.
+// KAFKA_BROKERS / DATABASE_URL choose the servers; else the project's stack is started.
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import pg from 'pg';
+import type { ConfigInput } from '../src/config/schema.ts';
+import { hideKafkajsTimeoutWarning } from '../src/kafka/quirks.ts';
+import { buildColumnPlan, quoteQualified } from '../src/sink/columns.ts';
+import { createTableSql } from '../src/sink/ddl.ts';
+import { benchMessages, benchRoute, benchRouteConfig, benchType } from './data.ts';
+import { cmdlineOf, cpuSeconds, cpuSecondsOfAll, listeningPid, machineInfo, memoryOf } from './proc.ts';
+import { formatProfile, summariseProfile, type ProfileSummary } from './profile.ts';
+import { wallNow, type FromWorker, type Job, type RunResult } from './protocol.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const WORKER = fileURLToPath(new URL('./pgsink-worker.ts', import.meta.url));
+const MiB = 1024 * 1024;
+
+// ------------------------------------------------------------------ options
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    events: { type: 'string' },
+    partitions: { type: 'string' },
+    reps: { type: 'string' },
+    'naive-events': { type: 'string' },
+    'latency-seconds': { type: 'string' },
+    'latency-rate': { type: 'string' },
+    'stall-events': { type: 'string' },
+    'max-rows': { type: 'string' },
+    'linger-ms': { type: 'string' },
+    concurrency: { type: 'string' },
+    out: { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
+    'node-flags': { type: 'string' },
+    'stall-node-flags': { type: 'string' },
+    'max-total-mib': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+
+if (args.help) {
+  process.stdout.write(`usage: node bench/run.ts [options]   (make bench ARGS="…")
+  --quick                 smoke run: 20k events, 1 rep, short latency and stall phases
+  --events N              events in the main topic (1000000; quick 20000)
+  --partitions P          partitions of every bench topic (6)
+  --reps R                runs of pgsink, B, C and D; the median is reported (3; quick 1)
+  --naive-events N        events baseline A writes before it is extrapolated (20000; quick 500)
+  --latency-seconds S     length of the open-loop latency phase (15; quick 2)
+  --latency-rate N        events/s of the latency phase instead of half the measured maximum
+  --stall-events N        events produced while the target table is locked (300000; quick 10000)
+  --max-rows N            pgsink batch.maxRows (10000)
+  --linger-ms N           pgsink batch.lingerMs (200)
+  --concurrency N         pgsink backpressure.maxConcurrentFlushes, also B's and D's (3)
+  --out FILE              JSON results (bench/results/latest.json)
+  --max-total-mib N       pgsink backpressure.maxTotalBytes in MiB (32, the default); per partition a
+                          quarter of it (at most 16), per batch at most 8
+  --node-flags="…"        Node flags of the measured processes (as deployed:
+                          "--max-old-space-size=160 --max-semi-space-size=8"; "" for V8's defaults)
+  --stall-node-flags="…"  Node flags of pgsink in the stalled-Postgres phase (as deployed)
+  --cpu-prof              one more pgsink run under node --cpu-prof, summarised at the end
+`);
+  process.exit(0);
+}
+
+function intArg(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value.replace(/_/g, ''));
+  if (!Number.isInteger(n) || n <= 0) {
+    process.stderr.write(`bench: --${name} must be a positive integer, got ${JSON.stringify(value)}\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const QUICK = args.quick;
+const EVENTS = intArg('events', args.events, QUICK ? 20_000 : 1_000_000);
+const PARTITIONS = intArg('partitions', args.partitions, 6);
+const REPS = intArg('reps', args.reps, QUICK ? 1 : 3);
+const NAIVE_EVENTS = Math.min(EVENTS, intArg('naive-events', args['naive-events'], QUICK ? 500 : 20_000));
+const NAIVE_MAX_SECONDS = QUICK ? 10 : 60;
+const LATENCY_SECONDS = intArg('latency-seconds', args['latency-seconds'], QUICK ? 2 : 15);
+const LATENCY_WARMUP_MS = Math.min(QUICK ? 250 : 1_000, LATENCY_SECONDS * 250);
+/** The quick run only checks that the phase works; its rate is capped to keep it short. */
+const QUICK_LATENCY_RATE_CAP = 10_000;
+const STALL_EVENTS = intArg('stall-events', args['stall-events'], QUICK ? 10_000 : 300_000);
+const MAX_ROWS = intArg('max-rows', args['max-rows'], 10_000);
+const LINGER_MS = intArg('linger-ms', args['linger-ms'], 200);
+const CONCURRENCY = intArg('concurrency', args.concurrency, 3);
+// As deploy/k8s/base/deployment.yaml runs pgsink (NODE_OPTIONS).
+const DEPLOYED_NODE_FLAGS = '--max-old-space-size=160 --max-semi-space-size=8';
+const MAX_TOTAL_BYTES = intArg('max-total-mib', args['max-total-mib'], 32) * MiB;
+const MAX_PARTITION_BYTES = Math.min(16 * MiB, Math.floor(MAX_TOTAL_BYTES / 4));
+const BATCH_MAX_BYTES = Math.min(8 * MiB, MAX_PARTITION_BYTES);
+const OUT = resolve(args.out ?? join(root, 'bench/results/latest.json'));
+const RSS_TARGET_MIB = 256;
+const flags = (v: string) => v.split(/\s+/).filter(Boolean);
+/** The measured processes run with V8's defaults: throughput is measured whatever memory it takes. */
+const NODE_FLAGS = flags(args['node-flags'] ?? DEPLOYED_NODE_FLAGS);
+/** The stall phase is the memory test: pgsink runs with its deployed heap cap there. */
+const STALL_NODE_FLAGS = flags(args['stall-node-flags'] ?? DEPLOYED_NODE_FLAGS);
+
+const out = (s = '') => process.stdout.write(`${s}\n`);
+const note = (s: string) => process.stderr.write(`bench: ${s}\n`);
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+// ------------------------------------------------------------------ where to run
+
+function stack(): { brokers: string[]; databaseUrl: string } {
+  let brokers = process.env['KAFKA_BROKERS'];
+  if (!brokers) {
+    execFileSync(`${root}stack/kafka.sh`, ['start'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    brokers = `127.0.0.1:${process.env['KAFKA_PORT'] ?? 19092}`;
+  }
+  const databaseUrl =
+    process.env['DATABASE_URL'] ??
+    execFileSync(`${root}stack/postgres.sh`, ['url'], { encoding: 'utf8' }).trim();
+  return { brokers: brokers.split(',').map((b) => b.trim()), databaseUrl };
+}
+
+const isLocal = (host: string) => ['127.0.0.1', 'localhost', '::1', '[::1]', ''].includes(host);
+
+// ------------------------------------------------------------------ workers
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+class Worker {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  private readonly seen = new Map<string, FromWorker>();
+  private readonly waiters: Array<{
+    type: string;
+    resolve: (m: FromWorker) => void;
+    reject: (e: Error) => void;
+  }> = [];
+  private failed: Error | undefined;
+  readonly exited: Promise<number | null>;
+
+  constructor(job: Job, onMessage?: (m: FromWorker) => void, execArgv: string[] = NODE_FLAGS) {
+    this.child = fork(WORKER, [], {
+      cwd: root,
+      execArgv,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.pid = this.child.pid!;
+    live.add(this.child);
+    this.exited = new Promise((res) =>
+      this.child.on('exit', (code, signal) => {
+        live.delete(this.child);
+        if (!this.seen.has('stopped')) {
+          const how = signal ? `signal ${signal}` : `code ${code}`;
+          const hint = signal === 'SIGABRT' ? ': V8 out of heap? (its last GCs are printed above)' : '';
+          this.fail(new Error(`${job.mode} worker exited (${how}) before it was stopped${hint}`));
+        }
+        res(code);
+      }),
+    );
+    this.child.on('message', (m: FromWorker) => {
+      if (m.type === 'error') {
+        this.fail(new Error(`${job.mode} worker failed: ${m.message}`));
+        return;
+      }
+      this.seen.set(m.type, m);
+      onMessage?.(m);
+      for (const w of this.waiters.filter((x) => x.type === m.type)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    });
+    this.child.send({ type: 'job', job });
+  }
+
+  private fail(err: Error): void {
+    this.failed ??= err;
+    for (const w of this.waiters.splice(0)) w.reject(this.failed);
+  }
+
+  waitFor<T extends FromWorker['type']>(
+    type: T,
+    timeoutMs: number,
+  ): Promise<Extract<FromWorker, { type: T }>> {
+    const have = this.seen.get(type);
+    if (have) return Promise.resolve(have as Extract<FromWorker, { type: T }>);
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((res, rej) => {
+      const t = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(entry), 1);
+        rej(
+          new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for the worker's '${type}'`),
+        );
+      }, timeoutMs);
+      const entry = {
+        type,
+        resolve: (m: FromWorker) => {
+          clearTimeout(t);
+          res(m as Extract<FromWorker, { type: T }>);
+        },
+        reject: (e: Error) => {
+          clearTimeout(t);
+          rej(e);
+        },
+      };
+      this.waiters.push(entry);
+    });
+  }
+
+  /** Asks the worker to clean up and exit; kills it after 30 s. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.send({ type: 'stop' });
+    const killer = setTimeout(() => this.child.kill('SIGKILL'), 30_000);
+    await this.exited;
+    clearTimeout(killer);
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+}
+
+/** Runs a worker until `type`, then stops it, whatever happens. */
+async function withWorker<T>(worker: Worker, body: (w: Worker) => Promise<T>): Promise<T> {
+  try {
+    const r = await body(worker);
+    await worker.stop();
+    return r;
+  } catch (err) {
+    worker.kill();
+    await worker.exited;
+    throw err;
+  }
+}
+
+// ------------------------------------------------------------------ the run
+
+interface Ctx {
+  brokers: string[];
+  databaseUrl: string;
+  kafka: Kafka;
+  db: pg.Pool;
+  runId: string;
+  pgSchema: string;
+  topic: string;
+  topics: string[];
+  groups: string[];
+  brokerPid: number | undefined;
+  postgresLocal: boolean;
+}
+
+function phaseTimeoutMs(events: number): number {
+  return 120_000 + (events / 2_000) * 1000;
+}
+
+function pgsinkConfig(c: Ctx, topic: string, table: string, groupId: string): ConfigInput {
+  return {
+    kafka: {
+      brokers: c.brokers,
+      groupId,
+      clientId: 'pgsink-bench',
+      sessionTimeoutMs: 10_000,
+      heartbeatIntervalMs: 1_000,
+    },
+    postgres: { url: c.databaseUrl, schema: c.pgSchema },
+    batch: { maxRows: MAX_ROWS, maxBytes: BATCH_MAX_BYTES, lingerMs: LINGER_MS },
+    backpressure: {
+      maxPartitionBytes: MAX_PARTITION_BYTES,
+      maxTotalBytes: MAX_TOTAL_BYTES,
+      maxConcurrentFlushes: CONCURRENCY,
+    },
+    shutdown: { deadlineMs: 20_000 },
+    log: { level: 'error' },
+    routes: [benchRoute(topic, table)],
+  };
+}
+
+async function createTable(c: Ctx, name: string): Promise<{ table: string; quoted: string }> {
+  const table = `${c.pgSchema}.${name}`;
+  const plan = buildColumnPlan(benchType(), benchRouteConfig('unused', table));
+  await c.db.query(createTableSql(table, plan.columns, plan.pgTypes));
+  return { table, quoted: quoteQualified(table) };
+}
+
+async function countAndDrop(
+  c: Ctx,
+  quoted: string,
+  expect: number,
+  what: string,
+  drop = true,
+): Promise<void> {
+  const { rows } = await c.db.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoted}`);
+  const n = Number(rows[0]!.n);
+  if (drop) await c.db.query(`DROP TABLE ${quoted}`);
+  if (n !== expect) throw new Error(`${what}: ${fmt(n)} rows in Postgres, expected ${fmt(expect)}`);
+}
+
+async function createTopic(c: Ctx, topic: string): Promise<void> {
+  const admin = c.kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }],
+      waitForLeaders: true,
+    });
+    c.topics.push(topic);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+function group(c: Ctx, label: string): string {
+  const g = `pgsink-bench-${c.runId}-${label}`;
+  c.groups.push(g);
+  return g;
+}
+
+async function connectedProducer(c: Ctx): Promise<Producer> {
+  const p = c.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await p.connect();
+  return p;
+}
+
+/** Produces events [0, count) as fast as the producer goes; explicit partitions. */
+async function produce(c: Ctx, topic: string, count: number): Promise<{ seconds: number; avgBytes: number }> {
+  const producer = await connectedProducer(c);
+  const type = benchType();
+  const t0 = performance.now();
+  let bytes = 0;
+  let chunk: Array<{ key: string; value: Buffer; partition: number }> = [];
+  const inflight: Array<Promise<unknown>> = [];
+  try {
+    for (const m of benchMessages(type, 0, count, PARTITIONS)) {
+      chunk.push({ key: m.key, value: m.value, partition: m.partition });
+      bytes += m.value.length;
+      if (chunk.length === 4_000) {
+        inflight.push(producer.send({ topic, messages: chunk, acks: 1 }));
+        chunk = [];
+        if (inflight.length >= 4) await inflight.shift();
+      }
+    }
+    if (chunk.length) inflight.push(producer.send({ topic, messages: chunk, acks: 1 }));
+    await Promise.all(inflight);
+  } finally {
+    await producer.disconnect();
+  }
+  return { seconds: (performance.now() - t0) / 1000, avgBytes: bytes / count };
+}
+
+interface CpuSnapshot {
+  pgsink: number;
+  postgres: number | undefined;
+  kafka: number | undefined;
+}
+
+function cpuSnapshot(c: Ctx, workerPid: number): CpuSnapshot {
+  return {
+    pgsink: cpuSeconds(workerPid) ?? NaN,
+    postgres: c.postgresLocal ? cpuSecondsOfAll('postgres').seconds : undefined,
+    kafka: c.brokerPid !== undefined ? cpuSeconds(c.brokerPid) : undefined,
+  };
+}
+
+const cpuDelta = (a: CpuSnapshot, b: CpuSnapshot) => ({
+  pgsink: b.pgsink - a.pgsink,
+  postgres: a.postgres !== undefined && b.postgres !== undefined ? b.postgres - a.postgres : undefined,
+  kafka: a.kafka !== undefined && b.kafka !== undefined ? b.kafka - a.kafka : undefined,
+});
+
+interface PgsinkRun {
+  result: RunResult;
+  cpu: ReturnType<typeof cpuDelta>;
+  peakRssMiB: number;
+}
+
+async function pgsinkRun(c: Ctx, label: string, execArgv: string[] = NODE_FLAGS): Promise<PgsinkRun> {
+  const { table, quoted } = await createTable(c, `pgsink_${label}`);
+  const job: Job = {
+    mode: 'pgsink',
+    config: pgsinkConfig(c, c.topic, table, group(c, label)),
+    expect: EVENTS,
+    reportFlushes: false,
+    statsEveryMs: 0,
+  };
+  let start: CpuSnapshot | undefined;
+  let pid = 0;
+  const worker = new Worker(
+    job,
+    (m) => {
+      if (m.type === 'first') start = cpuSnapshot(c, pid);
+    },
+    execArgv,
+  );
+  pid = worker.pid;
+  const run = await withWorker(worker, async (w) => {
+    const { result } = await w.waitFor('done', phaseTimeoutMs(EVENTS));
+    const end = cpuSnapshot(c, w.pid);
+    const peakRssMiB = Math.max(result.maxRssMiB, memoryOf(w.pid)?.peakMiB ?? 0);
+    return { result, cpu: cpuDelta(start ?? end, end), peakRssMiB };
+  });
+  await countAndDrop(c, quoted, EVENTS, `pgsink run ${label}`);
+  return run;
+}
+
+async function batchRun(c: Ctx, label: string): Promise<RunResult> {
+  const { table, quoted } = await createTable(c, `b_${label}`);
+  const job: Job = {
+    mode: 'batch',
+    config: pgsinkConfig(c, c.topic, table, group(c, `b-${label}`)),
+    expect: EVENTS,
+    concurrency: CONCURRENCY,
+  };
+  const result = await withWorker(
+    new Worker(job),
+    async (w) => (await w.waitFor('done', phaseTimeoutMs(EVENTS))).result,
+  );
+  await countAndDrop(c, quoted, EVENTS, `baseline B run ${label}`);
+  return result;
+}
+
+async function decodeRun(c: Ctx, label: string): Promise<RunResult> {
+  const job: Job = {
+    mode: 'decode',
+    config: pgsinkConfig(c, c.topic, `${c.pgSchema}.unused`, group(c, `c-${label}`)),
+    expect: EVENTS,
+  };
+  return withWorker(new Worker(job), async (w) => (await w.waitFor('done', phaseTimeoutMs(EVENTS))).result);
+}
+
+async function copyRuns(c: Ctx): Promise<RunResult[]> {
+  const tables = [];
+  for (let r = 1; r <= REPS; r++) tables.push(await createTable(c, `d_${r}`));
+  const job: Job = {
+    mode: 'copy',
+    config: pgsinkConfig(c, c.topic, tables[0]!.table, group(c, 'd')),
+    events: EVENTS,
+    partitions: PARTITIONS,
+    batchRows: MAX_ROWS,
+    concurrency: CONCURRENCY,
+    tables: tables.map((t) => t.quoted),
+  };
+  const results = await withWorker(
+    new Worker(job),
+    async (w) => (await w.waitFor('results', phaseTimeoutMs(EVENTS * (1 + REPS)))).results,
+  );
+  for (const t of tables) await countAndDrop(c, t.quoted, EVENTS, 'ceiling D');
+  return results;
+}
+
+async function naiveRun(c: Ctx): Promise<RunResult> {
+  const { table, quoted } = await createTable(c, 'a');
+  const job: Job = {
+    mode: 'naive',
+    config: pgsinkConfig(c, c.topic, table, group(c, 'a')),
+    events: NAIVE_EVENTS,
+    maxSeconds: NAIVE_MAX_SECONDS,
+  };
+  const result = await withWorker(
+    new Worker(job),
+    async (w) => (await w.waitFor('done', 120_000 + NAIVE_MAX_SECONDS * 1000)).result,
+  );
+  await countAndDrop(c, quoted, result.events, 'baseline A');
+  return result;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+interface LatencyResult {
+  targetRate: number;
+  achievedRate: number;
+  seconds: number;
+  events: number;
+  samples: number;
+  warmupMs: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+  producerMaxBehindMs: number;
+}
+
+/**
+ * Open loop: every 5 ms the producer sends what the schedule says is due, without waiting
+ * for earlier sends. Each event's send time is its scheduled time (start + i / rate), so a
+ * producer or broker that falls behind shows up as latency instead of hiding it. The worker
+ * reports every flush's partition, offset range and commit time; the offsets of each event
+ * come from the produce acknowledgements.
+ */
+async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
+  const topic = `${c.topic}-lat`;
+  await createTopic(c, topic);
+  const { table, quoted } = await createTable(c, 'lat');
+  const total = Math.max(PARTITIONS, Math.round(rate * LATENCY_SECONDS));
+  const flushes: Array<{ partition: number; first: number; last: number; at: number }> = [];
+  const job: Job = {
+    mode: 'pgsink',
+    config: pgsinkConfig(c, topic, table, group(c, 'lat')),
+    expect: total,
+    reportFlushes: true,
+    statsEveryMs: 0,
+  };
+  const perPartition = Math.ceil(total / PARTITIONS) + 1;
+  const sendAt = Array.from({ length: PARTITIONS }, () => new Float64Array(perPartition));
+  const type = benchType();
+  const ring = [...benchMessages(type, 0, Math.min(total, 20_000), PARTITIONS)].map((m) => m.value);
+  const producer = await connectedProducer(c);
+  let start = 0;
+  let behind = 0;
+  let lastSendAt = 0;
+  try {
+    await withWorker(
+      new Worker(job, (m) => {
+        if (m.type === 'flush') flushes.push(m);
+      }),
+      async (w) => {
+        await w.waitFor('assigned', 60_000);
+        await sleep(1_000); // the first fetch requests are out
+        const inflight = new Set<Promise<void>>();
+        start = wallNow();
+        const gap = 1000 / rate;
+        let sent = 0;
+        while (sent < total) {
+          const now = wallNow();
+          const due = Math.min(total, Math.floor(((now - start) * rate) / 1000));
+          if (due > sent) {
+            behind = Math.max(behind, now - (start + sent * gap));
+            const from = sent;
+            const messages = [];
+            for (let i = from; i < due; i++)
+              messages.push({ key: String(i), value: ring[i % ring.length]!, partition: i % PARTITIONS });
+            sent = due;
+            lastSendAt = now;
+            const p: Promise<void> = producer.send({ topic, messages, acks: 1 }).then((meta) => {
+              for (const r of meta) {
+                const part = r.partition;
+                let offset = Number(r.baseOffset);
+                let i = from + ((part - (from % PARTITIONS) + PARTITIONS) % PARTITIONS);
+                for (; i < due; i += PARTITIONS) {
+                  if (offset < perPartition) sendAt[part]![offset] = start + i * gap;
+                  offset++;
+                }
+              }
+            });
+            inflight.add(p);
+            void p.finally(() => inflight.delete(p));
+          }
+          await sleep(5);
+        }
+        await Promise.all(inflight);
+        await w.waitFor('done', 120_000 + LATENCY_SECONDS * 2000);
+      },
+    );
+  } finally {
+    await producer.disconnect();
+  }
+  await countAndDrop(c, quoted, total, 'latency phase');
+  const lat: number[] = [];
+  for (const f of flushes) {
+    const times = sendAt[f.partition]!;
+    for (let o = f.first; o <= f.last && o < perPartition; o++) {
+      const t = times[o]!;
+      if (t > 0 && t >= start + LATENCY_WARMUP_MS) lat.push(f.at - t);
+    }
+  }
+  const sorted = Float64Array.from(lat).sort();
+  return {
+    targetRate: rate,
+    achievedRate: total / Math.max(0.001, (lastSendAt - start) / 1000),
+    seconds: LATENCY_SECONDS,
+    events: total,
+    samples: sorted.length,
+    warmupMs: LATENCY_WARMUP_MS,
+    p50Ms: percentile(sorted, 50),
+    p90Ms: percentile(sorted, 90),
+    p99Ms: percentile(sorted, 99),
+    p999Ms: percentile(sorted, 99.9),
+    maxMs: sorted.length ? sorted[sorted.length - 1]! : NaN,
+    producerMaxBehindMs: behind,
+  };
+}
+
+interface StallResult {
+  events: number;
+  lockHeldSeconds: number;
+  peakRssStalledMiB: number;
+  peakRssMiB: number;
+  maxBufferedMiB: number;
+  pausedPartitionsAtUnlock: number;
+  /** The worker's own memory view when the buffer was fullest: V8 heap used and outside it. */
+  heapUsedMiB: number;
+  externalMiB: number;
+  drainSeconds: number;
+  /** Set when pgsink died in this phase (e.g. out of memory): the phase's finding. */
+  crashed: string | null;
+}
+
+/** The target table is locked while STALL_EVENTS are produced; backpressure must hold memory. */
+async function stallPhase(c: Ctx): Promise<StallResult> {
+  const topic = `${c.topic}-stall`;
+  await createTopic(c, topic);
+  const { table, quoted } = await createTable(c, 'stall');
+  let stats: Extract<FromWorker, { type: 'stats' }> | undefined;
+  let maxBuffered = 0;
+  const job: Job = {
+    mode: 'pgsink',
+    config: pgsinkConfig(c, topic, table, group(c, 'stall')),
+    expect: STALL_EVENTS,
+    reportFlushes: false,
+    statsEveryMs: 100,
+  };
+  const worker = new Worker(
+    job,
+    (m) => {
+      if (m.type === 'stats') {
+        stats = m;
+        if (m.bufferedBytes >= maxBuffered) fullest = m;
+        maxBuffered = Math.max(maxBuffered, m.bufferedBytes);
+      }
+    },
+    STALL_NODE_FLAGS,
+  );
+  let fullest: Extract<FromWorker, { type: 'stats' }> | undefined;
+  let peakStalled = 0;
+  let peakAll = 0;
+  const sample = setInterval(() => {
+    const mem = memoryOf(worker.pid);
+    if (!mem) return;
+    peakAll = Math.max(peakAll, mem.peakMiB);
+    if (unlocked === undefined) peakStalled = Math.max(peakStalled, mem.rssMiB);
+  }, 100);
+  const locker = new pg.Client({ connectionString: c.databaseUrl });
+  let locked: number | undefined;
+  let unlocked: number | undefined;
+  let paused = 0;
+  let result: RunResult | undefined;
+  let crashed: string | null = null;
+  try {
+    await locker.connect();
+    result = await withWorker(worker, async (w) => {
+      await w.waitFor('assigned', 60_000);
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE ${quoted} IN ACCESS EXCLUSIVE MODE`);
+      locked = wallNow();
+      await produce(c, topic, STALL_EVENTS);
+      // Hold the lock until the worker's buffer stops growing (it is paused) or 30 s.
+      const stableMs = QUICK ? 1_000 : 3_000;
+      let lastGrowth = wallNow();
+      let seen = maxBuffered;
+      while (wallNow() - lastGrowth < stableMs && wallNow() - locked < 30_000) {
+        await sleep(100);
+        if (maxBuffered > seen) {
+          seen = maxBuffered;
+          lastGrowth = wallNow();
+        }
+      }
+      peakStalled = Math.max(peakStalled, memoryOf(w.pid)?.peakMiB ?? 0);
+      paused = stats?.paused ?? 0;
+      unlocked = wallNow();
+      await locker.query('COMMIT');
+      const { result: r } = await w.waitFor('done', phaseTimeoutMs(STALL_EVENTS));
+      peakAll = Math.max(peakAll, r.maxRssMiB, memoryOf(w.pid)?.peakMiB ?? 0);
+      return r;
+    });
+  } catch (err) {
+    // A worker that dies here (out of memory while stalled) is the result, not a bench failure.
+    if (!(err instanceof Error && /worker (failed|exited)/.test(err.message))) throw err;
+    crashed = err.message.split('\n').slice(0, 3).join(' ');
+    note(`stall phase: pgsink died: ${crashed}`);
+  } finally {
+    clearInterval(sample);
+    unlocked ??= wallNow();
+    await locker.end().catch(() => undefined);
+  }
+  if (result) await countAndDrop(c, quoted, STALL_EVENTS, 'stall phase');
+  return {
+    events: STALL_EVENTS,
+    lockHeldSeconds: ((unlocked ?? wallNow()) - (locked ?? unlocked)) / 1000,
+    peakRssStalledMiB: peakStalled,
+    peakRssMiB: Math.max(peakStalled, peakAll),
+    maxBufferedMiB: maxBuffered / MiB,
+    pausedPartitionsAtUnlock: paused,
+    heapUsedMiB: fullest?.heapUsedMiB ?? NaN,
+    externalMiB: fullest?.externalMiB ?? NaN,
+    drainSeconds: result ? (result.doneAt - unlocked) / 1000 : NaN,
+    crashed,
+  };
+}
+
+async function profileRun(c: Ctx): Promise<{ file: string; summary: ProfileSummary }> {
+  const dir = join(dirname(OUT), `cpu-profile-${c.runId}`);
+  mkdirSync(dir, { recursive: true });
+  await pgsinkRun(c, 'prof', [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`]);
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+  return { file: join(dir, file), summary: summariseProfile(join(dir, file)) };
+}
+
+// ------------------------------------------------------------------ versions
+
+async function versions(c: Ctx): Promise<{ node: string; postgres: string; kafka: string; kafkajs: string }> {
+  const { rows } = await c.db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`);
+  const cmd = c.brokerPid !== undefined ? cmdlineOf(c.brokerPid) : '';
+  const kafka =
+    /kafka_\d+\.\d+-(\d+\.\d+\.\d+)/.exec(cmd)?.[1] ??
+    /kafka-(\d+\.\d+\.\d+)/.exec(cmd)?.[1] ??
+    (c.brokerPid ? 'unknown' : 'unknown (remote broker)');
+  const kafkajs = (
+    JSON.parse(readFileSync(join(root, 'node_modules/kafkajs/package.json'), 'utf8')) as { version: string }
+  ).version;
+  return { node: process.version, postgres: rows[0]!.v, kafka, kafkajs };
+}
+
+// ------------------------------------------------------------------ report
+
+interface Target {
+  what: string;
+  value: string;
+  met: boolean;
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+async function main(): Promise<void> {
+  hideKafkajsTimeoutWarning();
+  const startedAt = new Date();
+  const load0 = loadavg();
+  const { brokers, databaseUrl } = stack();
+  const runId = `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+  const db = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  const [bhost, bport] = brokers[0]!.split(':');
+  const c: Ctx = {
+    brokers,
+    databaseUrl,
+    kafka: new Kafka({ clientId: 'pgsink-bench', brokers, logLevel: logLevel.NOTHING }),
+    db,
+    runId,
+    pgSchema: `pgsink_bench_${runId}`,
+    topic: `pgsink-bench-${runId}`,
+    topics: [],
+    groups: [],
+    brokerPid: isLocal(bhost ?? '') ? listeningPid(Number(bport)) : undefined,
+    postgresLocal: isLocal(new URL(databaseUrl).hostname),
+  };
+  const machine = machineInfo();
+  const ver = await versions(c);
+  out(
+    `pgsink benchmark${QUICK ? ' (--quick: a smoke run, the figures mean little)' : ''} — ${startedAt.toISOString()}`,
+  );
+  out(
+    `machine   ${machine.nproc} × ${machine.cpuModel}, ${machine.memoryGiB.toFixed(1)} GiB RAM, Linux ${machine.kernel}; load average ${load0.map((l) => l.toFixed(2)).join(' ')} at start`,
+  );
+  out(`software  Node ${ver.node}, PostgreSQL ${ver.postgres}, Kafka ${ver.kafka} (kafkajs ${ver.kafkajs})`);
+
+  await db.query(`CREATE SCHEMA "${c.pgSchema}"`);
+  const interrupted = new Promise<never>((_, reject) => {
+    process.once('SIGINT', () => {
+      for (const ch of live) ch.kill('SIGKILL');
+      reject(new Error('interrupted'));
+    });
+  });
+  interrupted.catch(() => undefined);
+  try {
+    await Promise.race([interrupted, measure(c, machine, ver, startedAt, load0)]);
+  } finally {
+    await cleanup(c);
+  }
+}
+
+async function cleanup(c: Ctx): Promise<void> {
+  await c.db
+    .query(`DROP SCHEMA IF EXISTS "${c.pgSchema}" CASCADE`)
+    .catch((err: unknown) => note(`could not drop schema ${c.pgSchema}: ${String(err)}`));
+  await c.db.end().catch(() => undefined);
+  const admin = c.kafka.admin();
+  try {
+    await admin.connect();
+    if (c.groups.length) await admin.deleteGroups(c.groups).catch(() => undefined);
+    if (c.topics.length) await admin.deleteTopics({ topics: c.topics, timeout: 10_000 });
+  } catch (err) {
+    note(`could not delete topics ${c.topics.join(', ')}: ${String(err)}`);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+async function measure(
+  c: Ctx,
+  machine: ReturnType<typeof machineInfo>,
+  ver: Awaited<ReturnType<typeof versions>>,
+  startedAt: Date,
+  load0: number[],
+): Promise<void> {
+  const t0 = performance.now();
+  await createTopic(c, c.topic);
+  note(`producing ${fmt(EVENTS)} events into ${c.topic} (${PARTITIONS} partitions)`);
+  const produced = await produce(c, c.topic, EVENTS);
+  out(
+    `data      ${fmt(EVENTS)} events, ${produced.avgBytes.toFixed(0)} B of Avro each (schemas/bench-orders.avsc, 13 fields + 2 metadata columns), ${PARTITIONS} partitions; produced at ${fmt(EVENTS / produced.seconds)} events/s`,
+  );
+  out(
+    `pgsink    batch.maxRows ${MAX_ROWS}, lingerMs ${LINGER_MS}, maxConcurrentFlushes ${CONCURRENCY}, backpressure ${MAX_PARTITION_BYTES / MiB}/${MAX_TOTAL_BYTES / MiB} MiB (partition/total); median of ${REPS} run${REPS > 1 ? 's' : ''}`,
+  );
+
+  const pgsinkRuns: PgsinkRun[] = [];
+  const bRuns: RunResult[] = [];
+  const cRuns: RunResult[] = [];
+  for (let r = 1; r <= REPS; r++) {
+    note(`rep ${r}/${REPS}: pgsink`);
+    pgsinkRuns.push(await pgsinkRun(c, String(r)));
+    note(`rep ${r}/${REPS}: baseline B (eachBatch + multi-row INSERT)`);
+    bRuns.push(await batchRun(c, String(r)));
+    note(`rep ${r}/${REPS}: ceiling C (consume + decode + encode)`);
+    cRuns.push(await decodeRun(c, String(r)));
+  }
+  note(`ceiling D (COPY of pre-encoded rows), ${REPS} run${REPS > 1 ? 's' : ''}`);
+  const dRuns = await copyRuns(c);
+  note(`baseline A (eachMessage + INSERT + commit per message) on ${fmt(NAIVE_EVENTS)} events`);
+  const aRun = await naiveRun(c);
+
+  const eps = (runs: readonly RunResult[]) => median(runs.map((x) => x.eventsPerSec));
+  const pgsinkEps = median(pgsinkRuns.map((x) => x.result.eventsPerSec));
+  const bEps = eps(bRuns);
+  const cEps = eps(cRuns);
+  const dEps = eps(dRuns);
+  const aEps = aRun.eventsPerSec;
+
+  let rate = Math.max(100, Math.round(pgsinkEps / 2 / 100) * 100);
+  if (QUICK) rate = Math.min(rate, QUICK_LATENCY_RATE_CAP);
+  if (args['latency-rate'] !== undefined) rate = intArg('latency-rate', args['latency-rate'], rate);
+  note(`latency: open loop at ${fmt(rate)} events/s for ${LATENCY_SECONDS} s`);
+  const latency = await latencyPhase(c, rate);
+  note(`stall: table locked while ${fmt(STALL_EVENTS)} events are produced`);
+  const stall = await stallPhase(c);
+  let profile: { file: string; summary: ProfileSummary } | undefined;
+  if (args['cpu-prof']) {
+    note('profile: one more pgsink run under --cpu-prof');
+    profile = await profileRun(c);
+  }
+
+  const cpu = {
+    pgsink: median(pgsinkRuns.map((x) => x.cpu.pgsink)),
+    postgres: c.postgresLocal ? median(pgsinkRuns.map((x) => x.cpu.postgres ?? NaN)) : null,
+    kafka: c.brokerPid !== undefined ? median(pgsinkRuns.map((x) => x.cpu.kafka ?? NaN)) : null,
+  };
+  const peakRss = Math.max(...pgsinkRuns.map((x) => x.peakRssMiB));
+  const ratio = (x: number) => pgsinkEps / x;
+
+  // ---------------------------------------------------------------- table
+  const runsOf = (xs: readonly number[]) => xs.map(fmt).join(' / ');
+  const rows: Array<[string, number, string, string]> = [
+    [
+      'pgsink  end to end: first fetch → last row committed',
+      pgsinkEps,
+      runsOf(pgsinkRuns.map((x) => x.result.eventsPerSec)),
+      '—',
+    ],
+    [
+      'A  eachMessage: INSERT + offset commit per message',
+      aEps,
+      `${fmt(aRun.events)} events in ${aRun.seconds.toFixed(1)} s, extrapolated: ${fmt(EVENTS / aEps)} s for ${fmt(EVENTS)}`,
+      `${ratio(aEps).toFixed(0)}×`,
+    ],
+    [
+      `B  eachBatch: multi-row INSERT txn per fetch, ${CONCURRENCY} conc.`,
+      bEps,
+      runsOf(bRuns.map((x) => x.eventsPerSec)),
+      `${ratio(bEps).toFixed(2)}×`,
+    ],
+    [
+      'C  consume + decode + encode, rows thrown away',
+      cEps,
+      runsOf(cRuns.map((x) => x.eventsPerSec)),
+      `${ratio(cEps).toFixed(2)} (${(ratio(cEps) * 100).toFixed(0)}%)`,
+    ],
+    [
+      `D  COPY pre-encoded rows, ${fmt(MAX_ROWS)}/txn, ${CONCURRENCY} conc.`,
+      dEps,
+      runsOf(dRuns.map((x) => x.eventsPerSec)),
+      `${ratio(dEps).toFixed(2)} (${(ratio(dEps) * 100).toFixed(0)}%)`,
+    ],
+  ];
+  out('');
+  out(`  ${pad('', 56)}${pad('events/s', 10, true)}   ${pad('pgsink ÷ it', 12)}  runs`);
+  for (const [what, v, runs, r] of rows)
+    out(`  ${pad(what, 56)}${pad(fmt(v), 10, true)}   ${pad(r, 12)}  ${runs}`);
+  out('');
+  out(
+    `  latency   open loop at ${fmt(latency.targetRate)} events/s (${args['latency-rate'] !== undefined ? 'set by --latency-rate' : `half the max${QUICK ? `, quick: capped at ${fmt(QUICK_LATENCY_RATE_CAP)}` : ''}`}) for ${latency.seconds} s, ${fmt(latency.samples)} events after ${latency.warmupMs} ms warm-up:`,
+  );
+  out(
+    `            produce → row committed  p50 ${latency.p50Ms.toFixed(0)} ms, p90 ${latency.p90Ms.toFixed(0)} ms, p99 ${latency.p99Ms.toFixed(0)} ms, p99.9 ${latency.p999Ms.toFixed(0)} ms, max ${latency.maxMs.toFixed(0)} ms (producer at most ${latency.producerMaxBehindMs.toFixed(0)} ms behind schedule)`,
+  );
+  const cpuText = (v: number | null, what: string) =>
+    v === null ? `${what} n/a (not local)` : `${what} ${v.toFixed(1)}`;
+  out(
+    `  pgsink    peak RSS ${peakRss.toFixed(0)} MiB (node ${NODE_FLAGS.join(' ') || 'with V8 defaults'}); CPU seconds during a run (median): ${cpuText(cpu.pgsink, 'pgsink')}, ${cpuText(cpu.postgres, 'postgres')}, ${cpuText(cpu.kafka, 'kafka (java)')}`,
+  );
+  out(
+    `  stalled   (node ${STALL_NODE_FLAGS.join(' ') || 'with V8 defaults'}) table locked ${stall.lockHeldSeconds.toFixed(1)} s while ${fmt(stall.events)} events were produced: peak RSS ${stall.peakRssStalledMiB.toFixed(0)} MiB (${stall.peakRssMiB.toFixed(0)} MiB incl. the drain), buffered (as pgsink counts it) ≤ ${stall.maxBufferedMiB.toFixed(1)} MiB while its V8 heap held ${stall.heapUsedMiB.toFixed(0)} MiB (+ ${stall.externalMiB.toFixed(0)} MiB outside), ${stall.pausedPartitionsAtUnlock}/${PARTITIONS} partitions paused; ${stall.crashed ? `pgsink DIED: ${stall.crashed}` : `drained in ${stall.drainSeconds.toFixed(1)} s after unlock`}`,
+  );
+
+  const minCD = Math.min(cEps, dEps);
+  const targets: Record<string, Target> = {
+    throughput: { what: '≥ 100,000 events/s', value: fmt(pgsinkEps), met: pgsinkEps >= 100_000 },
+    ceiling: {
+      what: '≥ 90% of min(C, D)',
+      value: `${((pgsinkEps / minCD) * 100).toFixed(0)}%`,
+      met: pgsinkEps >= 0.9 * minCD,
+    },
+    vsB: { what: '≥ 2× B', value: `${ratio(bEps).toFixed(2)}×`, met: ratio(bEps) >= 2 },
+    vsA: { what: '≥ 50× A', value: `${ratio(aEps).toFixed(0)}×`, met: ratio(aEps) >= 50 },
+    latency: {
+      what: `p99 ≤ lingerMs + 100 = ${LINGER_MS + 100} ms`,
+      value: `${latency.p99Ms.toFixed(0)} ms`,
+      met: latency.p99Ms <= LINGER_MS + 100,
+    },
+    rss: {
+      what: `peak RSS ≤ ${RSS_TARGET_MIB} MiB (run / stalled)`,
+      value: `${peakRss.toFixed(0)} / ${stall.peakRssMiB.toFixed(0)} MiB`,
+      met: peakRss <= RSS_TARGET_MIB && stall.peakRssMiB <= RSS_TARGET_MIB && !stall.crashed,
+    },
+  };
+  out('');
+  out('  targets');
+  for (const t of Object.values(targets))
+    out(`    ${pad(t.what, 40)}${pad(t.value, 18)}${t.met ? 'met' : 'MISSED'}`);
+  if (profile) {
+    out('');
+    for (const l of formatProfile(profile.summary)) out(`  ${l}`);
+    out(`  (${profile.file})`);
+  }
+  const load1 = loadavg();
+  out('');
+  out(
+    `  ${((performance.now() - t0) / 1000).toFixed(0)} s in all; load average ${load1.map((l) => l.toFixed(2)).join(' ')} at the end`,
+  );
+
+  // ---------------------------------------------------------------- JSON
+  const summary = (runs: readonly RunResult[]) => ({
+    eventsPerSec: round(eps(runs), 1),
+    runs: runs.map((x) => round(x.eventsPerSec, 1)),
+    seconds: round(median(runs.map((x) => x.seconds)), 3),
+    workerCpuSeconds: round(median(runs.map((x) => x.cpuSeconds)), 2),
+  });
+  const json = {
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    quick: QUICK,
+    machine: {
+      ...machine,
+      memoryGiB: round(machine.memoryGiB, 1),
+      loadAverageStart: load0,
+      loadAverageEnd: load1,
+    },
+    software: ver,
+    data: {
+      schema: 'schemas/bench-orders.avsc',
+      events: EVENTS,
+      partitions: PARTITIONS,
+      avgEventBytes: round(produced.avgBytes, 1),
+      produceEventsPerSec: round(EVENTS / produced.seconds, 1),
+    },
+    config: {
+      maxRows: MAX_ROWS,
+      maxBytes: BATCH_MAX_BYTES,
+      lingerMs: LINGER_MS,
+      maxConcurrentFlushes: CONCURRENCY,
+      maxPartitionBytes: MAX_PARTITION_BYTES,
+      maxTotalBytes: MAX_TOTAL_BYTES,
+      nodeFlags: NODE_FLAGS.join(' '),
+      stallNodeFlags: STALL_NODE_FLAGS.join(' '),
+    },
+    reps: REPS,
+    pgsink: {
+      eventsPerSec: round(pgsinkEps, 1),
+      runs: pgsinkRuns.map((x) => round(x.result.eventsPerSec, 1)),
+      seconds: round(median(pgsinkRuns.map((x) => x.result.seconds)), 3),
+      peakRssMiB: round(peakRss, 1),
+      cpuSeconds: {
+        pgsink: round(cpu.pgsink),
+        postgres: cpu.postgres === null ? null : round(cpu.postgres),
+        kafka: cpu.kafka === null ? null : round(cpu.kafka),
+      },
+      avgBatchRows: Number(pgsinkRuns[0]!.result.extra?.['avgBatchRows'] ?? 0),
+    },
+    baselines: {
+      A: {
+        ...summary([aRun]),
+        measuredEvents: aRun.events,
+        extrapolated: true,
+        extrapolatedSeconds: round(EVENTS / aEps, 1),
+      },
+      B: { ...summary(bRuns), concurrency: CONCURRENCY },
+      C: summary(cRuns),
+      D: { ...summary(dRuns), batchRows: MAX_ROWS, concurrency: CONCURRENCY },
+    },
+    ratios: {
+      A: round(ratio(aEps)),
+      B: round(ratio(bEps), 3),
+      C: round(ratio(cEps), 3),
+      D: round(ratio(dEps), 3),
+    },
+    latency: {
+      ...latency,
+      achievedRate: round(latency.achievedRate, 1),
+      p50Ms: round(latency.p50Ms, 1),
+      p90Ms: round(latency.p90Ms, 1),
+      p99Ms: round(latency.p99Ms, 1),
+      p999Ms: round(latency.p999Ms, 1),
+      maxMs: round(latency.maxMs, 1),
+      producerMaxBehindMs: round(latency.producerMaxBehindMs, 1),
+    },
+    stall: {
+      ...stall,
+      lockHeldSeconds: round(stall.lockHeldSeconds),
+      peakRssStalledMiB: round(stall.peakRssStalledMiB, 1),
+      peakRssMiB: round(stall.peakRssMiB, 1),
+      maxBufferedMiB: round(stall.maxBufferedMiB),
+      heapUsedMiB: round(stall.heapUsedMiB, 1),
+      externalMiB: round(stall.externalMiB, 1),
+      drainSeconds: round(stall.drainSeconds),
+    },
+    targets: Object.fromEntries(
+      Object.entries(targets).map(([k, t]) => [k, { target: t.what, value: t.value, met: t.met }]),
+    ),
+    ...(profile ? { profile: { file: profile.file, ...profile.summary } } : {}),
+  };
+  mkdirSync(dirname(OUT), { recursive: true });
+  writeFileSync(OUT, `${JSON.stringify(json, null, 2)}\n`);
+  out(`  results written to ${OUT}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(
+      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  },
+);
