@@ -1,6 +1,7 @@
 // Writer schemas by id: from a Confluent-compatible Schema Registry (GET /schemas/ids/{id}),
 // or from local files (offline mode). Each id is fetched once; concurrent look-ups of the
 // same id share one request; a failed request is not cached, so the next look-up retries.
+import { Agent, fetch as undiciFetch } from 'undici';
 import { PgsinkError, RecordError } from '../util/errors.ts';
 import { loadSchemaFile, parseSchemaText, type AvroType } from './types.ts';
 
@@ -14,8 +15,17 @@ export interface WriterSchemas {
   load(id: number): Promise<AvroType>;
 }
 
+export interface RegistryTls {
+  ca?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+  rejectUnauthorized: boolean;
+}
+
 export interface RegistryOptions {
   url: string;
+  /** PEM contents (not paths) for https registries with a private CA or mutual TLS. */
+  tls?: RegistryTls | undefined;
   username?: string | undefined;
   password?: string | undefined;
   timeoutMs: number;
@@ -36,7 +46,7 @@ export class RegistryClient implements WriterSchemas {
       opts.username !== undefined
         ? `Basic ${Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64')}`
         : undefined;
-    this.fetchImpl = opts.fetch ?? fetch;
+    this.fetchImpl = opts.fetch ?? (opts.tls ? tlsFetch(opts.tls) : fetch);
   }
 
   cached(id: number): AvroType | undefined {
@@ -130,6 +140,23 @@ export class RegistryClient implements WriterSchemas {
       throw new RecordError('registry', 'INVALID_SCHEMA', (err as Error).message, err);
     }
   }
+}
+
+/** Node's fetch takes no CA; undici's, with its own Agent, does. */
+function tlsFetch(tls: RegistryTls): typeof fetch {
+  const dispatcher = new Agent({
+    connect: {
+      rejectUnauthorized: tls.rejectUnauthorized,
+      ...(tls.ca ? { ca: tls.ca } : {}),
+      ...(tls.cert ? { cert: tls.cert } : {}),
+      ...(tls.key ? { key: tls.key } : {}),
+    },
+  });
+  return ((input: string | URL, init?: RequestInit) =>
+    undiciFetch(input, {
+      ...(init as Parameters<typeof undiciFetch>[1]),
+      dispatcher,
+    })) as unknown as typeof fetch;
 }
 
 /** Offline: ids map to .avsc files; with no map at all, every id is the reader schema. */

@@ -31,6 +31,7 @@ const ENV_OVERRIDES: ReadonlyArray<readonly [string, readonly string[], Kind]> =
   ['PGSINK_SCHEMA_REGISTRY_URL', ['schemaRegistry', 'url'], 'string'],
   ['PGSINK_SCHEMA_REGISTRY_USERNAME', ['schemaRegistry', 'username'], 'string'],
   ['PGSINK_SCHEMA_REGISTRY_PASSWORD', ['schemaRegistry', 'password'], 'string'],
+  ['PGSINK_SCHEMA_REGISTRY_SSL_CA', ['schemaRegistry', 'ssl', 'ca'], 'string'],
   ['PGSINK_BATCH_MAX_ROWS', ['batch', 'maxRows'], 'int'],
   ['PGSINK_BATCH_MAX_BYTES', ['batch', 'maxBytes'], 'int'],
   ['PGSINK_BATCH_LINGER_MS', ['batch', 'lingerMs'], 'int'],

@@ -104,6 +104,8 @@ export const configSchema = z
         username: z.string().optional(),
         password: z.string().optional(),
         timeoutMs: positiveInt.default(10_000),
+        /** TLS to the registry: CA, client cert/key; omit to use the system CAs for https. */
+        ssl: z.strictObject({ ...tlsFiles, rejectUnauthorized: z.boolean().default(true) }).optional(),
       })
       .optional(),
     batch: z

@@ -1,7 +1,8 @@
 // Everything a route needs at run time, built once at start-up from its config.
 import type { Config, RouteConfig } from '../config/schema.ts';
 import { RouteDecoder } from '../avro/decoder.ts';
-import { LocalSchemas, RegistryClient, type WriterSchemas } from '../avro/registry.ts';
+import { LocalSchemas, RegistryClient, type RegistryTls, type WriterSchemas } from '../avro/registry.ts';
+import { readTlsFile } from '../util/tls.ts';
 import { loadSchemaFile } from '../avro/types.ts';
 import { buildColumnPlan, quoteIdent, quoteQualified, type ColumnPlan } from '../sink/columns.ts';
 import { buildUpsertPlan, type UpsertPlan } from '../sink/upsert.ts';
@@ -16,6 +17,17 @@ export interface RouteRuntime {
   upsert: UpsertPlan | undefined;
 }
 
+function registryTls(config: Config): RegistryTls | undefined {
+  const ssl = config.schemaRegistry?.ssl;
+  if (!ssl) return undefined;
+  return {
+    rejectUnauthorized: ssl.rejectUnauthorized,
+    ca: ssl.ca ? readTlsFile(ssl.ca, 'schemaRegistry.ssl.ca') : undefined,
+    cert: ssl.cert ? readTlsFile(ssl.cert, 'schemaRegistry.ssl.cert') : undefined,
+    key: ssl.key ? readTlsFile(ssl.key, 'schemaRegistry.ssl.key') : undefined,
+  };
+}
+
 export function buildRoutes(config: Config): Map<string, RouteRuntime> {
   const registry = config.schemaRegistry
     ? new RegistryClient({
@@ -23,6 +35,7 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
         username: config.schemaRegistry.username,
         password: config.schemaRegistry.password,
         timeoutMs: config.schemaRegistry.timeoutMs,
+        tls: registryTls(config),
       })
     : undefined;
   const routes = new Map<string, RouteRuntime>();
