@@ -388,7 +388,7 @@ export class SinkService {
       const keyEnd = key === null ? -1 : rawArena.position;
       const valueStart = value === null ? -1 : rawArena.writeBytes(value);
       const valueEnd = value === null ? -1 : rawArena.position;
-      const headers = m.headers && Object.keys(m.headers).length > 0 ? m.headers : undefined;
+      const headers = hasKeys(m.headers) ? m.headers : undefined;
       const entry: Entry = {
         offset,
         chunk,
@@ -747,6 +747,13 @@ function connectError(err: unknown, config: Config): PgsinkError {
     retriable: true,
     cause: err,
   });
+}
+
+/** Without allocating (Object.keys would, once per record). */
+function hasKeys(o: object | undefined): boolean {
+  if (!o) return false;
+  for (const _ in o) return true;
+  return false;
 }
 
 function traceparentsOf(entries: readonly Entry[]): string[] {
