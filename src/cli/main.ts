@@ -85,6 +85,7 @@ async function run(argv: string[]): Promise<number> {
     await closeAll();
     throw err;
   }
+  logger.info({ port: http.port }, 'serving /metrics, /healthz, /readyz');
 
   let signals = 0;
   const done = new Promise<number>((resolve) => {

@@ -72,6 +72,13 @@ describe('pgsink run: SIGTERM', () => {
         (n) => n >= N,
         60_000,
       );
+      // The process serves its endpoints: ready while consuming, metrics counting rows.
+      const port = Number(/"port":(\d+),"msg":"serving \/metrics/.exec(second.stderr())?.[1]);
+      expect(port).toBeGreaterThan(0);
+      expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/pgsink_rows_written_total\{[^}]*\} [1-9]/);
     } finally {
       second.child.kill('SIGTERM');
       expect((await second.exited).code).toBe(0);
