@@ -16,11 +16,11 @@ import { connectedProducer, kafkaClient, pgPool } from '../support/services.ts';
 import {
   committedOffsets,
   countRows,
-  endOffsets,
   ordersFixture,
   produceOrders,
   testConfig,
   waitFor,
+  waitCommittedToEnd,
 } from '../support/pipeline.ts';
 
 const kafka = kafkaClient();
@@ -92,12 +92,7 @@ describe('exactly once', () => {
         (n) => n >= 1_500,
         60_000,
       );
-      const ends = await endOffsets(kafka, f.topic);
-      await waitFor(
-        'owner committed the end',
-        () => committedOffsets(kafka, f.groupId, f.topic),
-        (c) => c.get(0) === ends.get(0),
-      );
+      await waitCommittedToEnd(kafka, f.groupId, f.topic);
     } finally {
       await locker.query('ROLLBACK').catch(() => undefined);
       locker.release();
@@ -143,13 +138,7 @@ describe('exactly once', () => {
     const second = createPipeline(testConfig(f), { logger });
     await second.service.start();
     try {
-      const ends = await endOffsets(kafka, f.topic);
-      // It re-reads from the start, drops everything at the fence, and moves Kafka up to it.
-      await waitFor(
-        'commits caught up with the fence',
-        () => committedOffsets(kafka, f.groupId, f.topic),
-        (c) => [...ends].every(([p, e]) => c.get(p) === e),
-      );
+      await waitCommittedToEnd(kafka, f.groupId, f.topic);
     } finally {
       await second.service.stop();
     }

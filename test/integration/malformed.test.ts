@@ -14,7 +14,7 @@ import {
 import { frame } from '../../src/avro/wire.ts';
 import { createPipeline } from '../../src/pipeline/app.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import { committedOffsets, countRows, endOffsets, testConfig, waitFor } from '../support/pipeline.ts';
+import { committedOffsets, countRows, testConfig, waitFor, waitCommittedToEnd } from '../support/pipeline.ts';
 import { connectedProducer, createTopic, kafkaClient, pgPool, uniqueName } from '../support/services.ts';
 
 const kafka = kafkaClient();
@@ -96,12 +96,7 @@ describe('malformed input', () => {
     );
     await p.service.start();
     try {
-      const ends = await endOffsets(kafka, topic);
-      await waitFor(
-        'offsets at the end of every partition',
-        () => committedOffsets(kafka, fixture.groupId, topic),
-        (c) => [...ends].every(([q, e]) => c.get(q) === e),
-      );
+      await waitCommittedToEnd(kafka, fixture.groupId, topic);
       expect(p.service.state).toBe('running');
       expect(p.service.failure).toBeUndefined();
     } finally {

@@ -8,13 +8,12 @@ import { formatDecimal } from '../../src/sink/copy-text.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { kafkaClient, pgPool } from '../support/services.ts';
 import {
-  committedOffsets,
   countRows,
-  endOffsets,
   ordersFixture,
   produceOrders,
   testConfig,
   waitFor,
+  waitCommittedToEnd,
 } from '../support/pipeline.ts';
 
 const kafka = kafkaClient();
@@ -43,12 +42,7 @@ describe('pipeline: N events over several partitions', () => {
         () => countRows(pool, f.table),
         (n) => n >= N,
       );
-      const ends = await endOffsets(kafka, f.topic);
-      await waitFor(
-        'committed offsets at the end of each partition',
-        () => committedOffsets(kafka, f.groupId, f.topic),
-        (c) => [...ends].every(([p, end]) => c.get(p) === end),
-      );
+      await waitCommittedToEnd(kafka, f.groupId, f.topic);
     } finally {
       await service.stop();
     }

@@ -8,11 +8,11 @@ import { kafkaClient, pgPool } from '../support/services.ts';
 import {
   committedOffsets,
   countRows,
-  endOffsets,
   ordersFixture,
   produceOrders,
   testConfig,
   waitFor,
+  waitCommittedToEnd,
 } from '../support/pipeline.ts';
 
 const kafka = kafkaClient();
@@ -59,12 +59,7 @@ describe('pipeline failures', () => {
         (n) => n >= N,
         30_000,
       );
-      const ends = await endOffsets(kafka, f.topic);
-      await waitFor(
-        'commits after recovery',
-        () => committedOffsets(kafka, f.groupId, f.topic),
-        (c) => [...ends].every(([p, end]) => c.get(p) === end),
-      );
+      await waitCommittedToEnd(kafka, f.groupId, f.topic);
       await waitFor(
         'partitions resumed',
         async () => service.pausedPartitions.length,

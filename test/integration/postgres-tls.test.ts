@@ -2,7 +2,7 @@
 // starts a private cluster with ssl=on (stack/postgres.sh), and runs the pipeline against
 // it with sslmode verify-full. A certificate from another CA is a clear start-up error.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { pgClientConfig } from '../../src/sink/connection.ts';
 import { createTableSql } from '../../src/sink/ddl.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { repoRoot } from '../support/cli.ts';
+import { makeCa, makeServerCert } from '../support/tls.ts';
 import { produceOrders, waitFor } from '../support/pipeline.ts';
 import { createTopic, kafkaBrokers, kafkaClient, uniqueName } from '../support/services.ts';
 
@@ -34,62 +35,11 @@ function freePort(): Promise<number> {
   });
 }
 
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-function makeCa(name: string): void {
-  openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    `/CN=${name}`,
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.crt`,
-  ]);
-}
-
 beforeAll(async () => {
   chmodSync(dir, 0o755);
-  makeCa('test-ca');
-  makeCa('other-ca');
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  openssl([
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=localhost',
-    '-keyout',
-    'server.key',
-    '-out',
-    'server.csr',
-  ]);
-  openssl([
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'test-ca.crt',
-    '-CAkey',
-    'test-ca.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    'san.ext',
-    '-out',
-    'server.crt',
-  ]);
+  makeCa(dir, 'test-ca');
+  makeCa(dir, 'other-ca');
+  makeServerCert(dir, 'test-ca', 'server');
   chmodSync(join(dir, 'server.key'), 0o600);
   // initdb/pg_ctl refuse to run as root; stack/postgres.sh runs them as 'postgres', which must own the key.
   if (process.getuid?.() === 0) {

@@ -10,12 +10,12 @@ import { runCli } from '../support/cli.ts';
 import {
   committedOffsets,
   countRows,
-  endOffsets,
   ordersFixture,
   produceOrders,
   testConfig,
   waitFor,
   type Fixture,
+  waitCommittedToEnd,
 } from '../support/pipeline.ts';
 import { databaseUrl, kafkaBrokers, kafkaClient, pgPool } from '../support/services.ts';
 
@@ -54,12 +54,7 @@ async function ingestAll(f: Fixture, n: number): Promise<void> {
       () => countRows(pool, f.table),
       (c) => c >= n,
     );
-    const ends = await endOffsets(kafka, f.topic);
-    await waitFor(
-      'commits',
-      () => committedOffsets(kafka, f.groupId, f.topic),
-      (c) => [...ends].every(([q, e]) => c.get(q) === e),
-    );
+    await waitCommittedToEnd(kafka, f.groupId, f.topic);
   } finally {
     await p.service.stop();
   }

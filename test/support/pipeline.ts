@@ -137,3 +137,19 @@ export async function endOffsets(kafka: Kafka, topic: string): Promise<Map<numbe
     await admin.disconnect();
   }
 }
+
+/** Waits until the group's committed offset is at the end of every partition of the topic. */
+export async function waitCommittedToEnd(
+  kafka: Kafka,
+  groupId: string,
+  topic: string,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const ends = await endOffsets(kafka, topic);
+  await waitFor(
+    'committed offsets at the end of every partition',
+    () => committedOffsets(kafka, groupId, topic),
+    (c) => [...ends].every(([p, end]) => c.get(p) === end),
+    timeoutMs,
+  );
+}

@@ -1,7 +1,6 @@
 // The registry client over https with a private CA: the test makes a CA and a server
 // certificate with openssl and serves GET /schemas/ids/1 from a local https server.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,61 +8,17 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../src/avro/registry.ts';
 import { PgsinkError } from '../../src/util/errors.ts';
+import { makeCa, makeServerCert } from '../support/tls.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgsink-reg-tls-'));
-const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
 const read = (f: string) => readFileSync(join(dir, f), 'utf8');
 let server: Server;
 let url = '';
 
 beforeAll(async () => {
-  for (const ca of ['ca', 'other']) {
-    ssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${ca}`,
-      '-keyout',
-      `${ca}.key`,
-      '-out',
-      `${ca}.crt`,
-    ]);
-  }
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl([
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=localhost',
-    '-keyout',
-    'srv.key',
-    '-out',
-    'srv.csr',
-  ]);
-  ssl([
-    'x509',
-    '-req',
-    '-in',
-    'srv.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    'san.ext',
-    '-out',
-    'srv.crt',
-  ]);
+  makeCa(dir, 'ca');
+  makeCa(dir, 'other');
+  makeServerCert(dir, 'ca', 'srv');
   server = createServer({ key: read('srv.key'), cert: read('srv.crt') }, (req, res) => {
     if (req.url === '/schemas/ids/1')
       res.end(
