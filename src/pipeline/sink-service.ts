@@ -44,8 +44,6 @@ interface PartitionState {
   assigned: boolean;
   fence: Promise<number> | undefined;
   inFlight: Promise<void> | undefined;
-  /** Bytes of the batch in flight, released when it commits or its epoch ends. */
-  inFlightBytes: number;
   /** Consecutive failures of the sink (flush) or the decoder (registry) for backoff. */
   attempts: number;
   /** While set, the partition stays paused and does not flush before this time. */
@@ -200,7 +198,6 @@ export class SinkService {
     for (const st of this.states.values()) {
       st.epoch++;
       st.buffer.clear();
-      st.inFlightBytes = 0;
       st.fence = undefined;
       st.assigned = next.has(st.key);
       st.holdUntil = undefined;
@@ -224,7 +221,6 @@ export class SinkService {
         assigned: true,
         fence: undefined,
         inFlight: undefined,
-        inFlightBytes: 0,
         attempts: 0,
         holdUntil: undefined,
         holdReason: undefined,
@@ -433,7 +429,6 @@ export class SinkService {
     this.waiting.delete(st);
     const batch = st.buffer.take(reason);
     this.activeFlushes++;
-    st.inFlightBytes = batch.bytes;
     st.inFlight = this.runFlush(st, batch, st.epoch).finally(() => {
       this.activeFlushes--;
       st.inFlight = undefined;
@@ -477,7 +472,6 @@ export class SinkService {
       this.d.observer.flushed({ ...describe(), outcome });
       if (epoch !== st.epoch) return;
       this.bp.add(st.key, -batch.bytes);
-      st.inFlightBytes = 0;
       st.attempts = 0;
       if (st.holdUntil !== undefined) {
         this.d.logger.info({ ...st.tp }, 'sink recovered; partition resumes');
@@ -502,7 +496,6 @@ export class SinkService {
         return;
       }
       st.buffer.requeue(batch);
-      st.inFlightBytes = 0;
       this.hold(st, e, 'flush', failed);
     }
   }

@@ -265,10 +265,6 @@ function errorCode(err: unknown): string {
   return 'error';
 }
 
-export function createHttpServer(opts: HttpServerOptions): HttpServer {
-  return new HttpServer(opts);
-}
-
 /**
  * The readiness query. Give it its own small pool (see createCheckPool) rather than the sink's:
  * with every sink connection busy in a flush, a shared pool would make a healthy, busy
