@@ -30,6 +30,7 @@ import { benchMessages, benchRoute, benchRouteConfig, benchType } from './data.t
 import { cmdlineOf, cpuSeconds, cpuSecondsOfAll, listeningPid, machineInfo, memoryOf } from './proc.ts';
 import { formatProfile, summariseProfile, type ProfileSummary } from './profile.ts';
 import { wallNow, type FromWorker, type Job, type RunResult } from './protocol.ts';
+import { produceAll } from '../src/cli/produce.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const WORKER = fileURLToPath(new URL('./pgsink-worker.ts', import.meta.url));
@@ -355,21 +356,13 @@ async function produce(c: Ctx, topic: string, count: number): Promise<{ seconds:
   const producer = await connectedProducer(c);
   const type = benchType();
   const t0 = performance.now();
-  let bytes = 0;
-  let chunk: Array<{ key: string; value: Buffer; partition: number }> = [];
-  const inflight: Array<Promise<unknown>> = [];
+  let bytes: number;
   try {
-    for (const m of benchMessages(type, 0, count, PARTITIONS)) {
-      chunk.push({ key: m.key, value: m.value, partition: m.partition });
-      bytes += m.value.length;
-      if (chunk.length === 4_000) {
-        inflight.push(producer.send({ topic, messages: chunk, acks: 1 }));
-        chunk = [];
-        if (inflight.length >= 4) await inflight.shift();
-      }
-    }
-    if (chunk.length) inflight.push(producer.send({ topic, messages: chunk, acks: 1 }));
-    await Promise.all(inflight);
+    const messages = (function* () {
+      for (const m of benchMessages(type, 0, count, PARTITIONS))
+        yield { key: m.key, value: m.value, partition: m.partition };
+    })();
+    bytes = (await produceAll(producer, topic, messages, { chunk: 4_000 })).bytes;
   } finally {
     await producer.disconnect();
   }

@@ -12,6 +12,7 @@ import { buildColumnPlan } from '../sink/columns.ts';
 import { createTableSql } from '../sink/ddl.ts';
 import { hideKafkajsTimeoutWarning } from '../kafka/quirks.ts';
 import { createLogger } from '../telemetry/logger.ts';
+import { produceAll } from './produce.ts';
 import { ORDERS_SCHEMA_PATH, orderValues, ordersType } from './sample-data.ts';
 import { routeSchema, type RouteConfig } from '../config/schema.ts';
 
@@ -80,21 +81,12 @@ async function main(): Promise<void> {
   await producer.connect();
   const type = ordersType();
   const p0 = performance.now();
-  let chunk: Array<{ key: string; value: Buffer }> = [];
-  const inflight: Array<Promise<unknown>> = [];
-  let producedBytes = 0;
-  for (const m of orderValues(type, 1, 0, EVENTS)) {
-    chunk.push(m);
-    producedBytes += m.value.length;
-    if (chunk.length === 5_000) {
-      inflight.push(producer.send({ topic, messages: chunk, acks: 1 }));
-      chunk = [];
-      if (inflight.length >= 4) await inflight.shift();
-    }
+  let producedBytes: number;
+  try {
+    producedBytes = (await produceAll(producer, topic, orderValues(type, 1, 0, EVENTS))).bytes;
+  } finally {
+    await producer.disconnect();
   }
-  if (chunk.length) inflight.push(producer.send({ topic, messages: chunk, acks: 1 }));
-  await Promise.all(inflight);
-  await producer.disconnect();
   const produceSec = (performance.now() - p0) / 1000;
   out(
     `produced  ${fmt(EVENTS)} events (${(producedBytes / EVENTS).toFixed(0)} B each) in ${produceSec.toFixed(1)} s`,
