@@ -60,17 +60,30 @@ export class RouteDecoder {
     }
   }
 
-  decode(value: Buffer): unknown {
+  /** The resolver for this value's writer, null when the writer is the reader schema itself. */
+  private resolverOf(value: Buffer): avro.Resolver | null {
     const id = schemaIdOf(value);
     const bad = this.badIds.get(id);
     if (bad) throw bad;
     const resolver = this.resolvers.get(id);
-    if (resolver === undefined) {
-      const writer = this.writers.cached(id);
-      if (!writer) throw new Error(`internal: schema id ${id} used before prepare()`);
-      this.addWriter(id, writer);
-      return this.decode(value);
-    }
+    if (resolver !== undefined) return resolver;
+    const writer = this.writers.cached(id);
+    if (!writer) throw new Error(`internal: schema id ${id} used before prepare()`);
+    this.addWriter(id, writer);
+    return this.resolvers.get(id) ?? null;
+  }
+
+  /**
+   * True when the value was written with the reader schema itself, so that its body can be
+   * read field by field as the reader describes it (src/sink/direct-line.ts). Throws the
+   * record's error for a bad header or an unknown id.
+   */
+  writtenWithReader(value: Buffer): boolean {
+    return this.resolverOf(value) === null;
+  }
+
+  decode(value: Buffer): unknown {
+    const resolver = this.resolverOf(value);
     try {
       const body = value.subarray(HEADER_SIZE);
       return resolver === null
@@ -80,7 +93,7 @@ export class RouteDecoder {
       throw new RecordError(
         'avro',
         'MALFORMED_BODY',
-        `Avro body does not decode with schema id ${id}: ${(err as Error).message}`,
+        `Avro body does not decode with schema id ${schemaIdOf(value)}: ${(err as Error).message}`,
         err,
       );
     }

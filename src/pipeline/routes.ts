@@ -4,13 +4,23 @@ import { RouteDecoder } from '../avro/decoder.ts';
 import { LocalSchemas, RegistryClient, type RegistryTls, type WriterSchemas } from '../avro/registry.ts';
 import { readTlsFile } from '../util/tls.ts';
 import { loadSchemaFile } from '../avro/types.ts';
-import { buildColumnPlan, quoteIdent, quoteQualified, type ColumnPlan } from '../sink/columns.ts';
+import avro from 'avsc';
+import {
+  buildColumnPlan,
+  quoteIdent,
+  quoteQualified,
+  routeColumns,
+  type ColumnPlan,
+} from '../sink/columns.ts';
+import { buildDirectLineEncoder, type DirectLineEncoder } from '../sink/direct-line.ts';
 import { buildUpsertPlan, type UpsertPlan } from '../sink/upsert.ts';
 
 export interface RouteRuntime {
   config: RouteConfig;
   decoder: RouteDecoder;
   plan: ColumnPlan;
+  /** Writes lines straight from bodies written with the reader schema (the usual case). */
+  direct: DirectLineEncoder | undefined;
   /** Quoted, qualified table name. */
   table: string;
   columnList: string;
@@ -51,6 +61,10 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
       config: route,
       decoder: new RouteDecoder(reader, writers),
       plan,
+      direct:
+        reader instanceof avro.types.RecordType
+          ? buildDirectLineEncoder(reader, routeColumns(reader, route), { upsert: route.mode === 'upsert' })
+          : undefined,
       table: quoteQualified(route.table),
       columnList: plan.columns.map(quoteIdent).join(', '),
       upsert:

@@ -15,7 +15,8 @@ import { Backpressure } from '../batch/backpressure.ts';
 import { PartitionBuffer, type Batch, type FlushReason } from '../batch/partition-buffer.ts';
 import type { Config } from '../config/schema.ts';
 import type { FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
-import { assertRecordValue } from '../sink/columns.ts';
+import { assertRecordValue, type RecordMeta } from '../sink/columns.ts';
+import { LineOverflow, type DirectLineEncoder } from '../sink/direct-line.ts';
 import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { assertUniqueKey, deleteLine, upsertLine } from '../sink/upsert.ts';
@@ -325,7 +326,7 @@ export class SinkService {
 
   /** Decodes and encodes a fetched batch; records that cannot be written become dead letters. */
   private decodeAll(st: PartitionState, msgs: FetchedBatch['messages'], fence: number): Entry[] {
-    const { decoder, plan, upsert } = st.route;
+    const { decoder, plan, upsert, direct } = st.route;
     const deletes = st.route.config.deleteOnTombstone;
     const arena = st.arena;
     const rawArena = st.rawArena;
@@ -342,6 +343,8 @@ export class SinkService {
       if (offset < fence) continue;
       let line: string | null = null;
       let failure: Failure | undefined;
+      // Where the record's line was written straight into the arena (direct path).
+      let written: { chunk: Buffer; start: number; end: number } | undefined;
       if (m.value === null && deletes && upsert && m.key !== null) {
         try {
           line = deleteLine(upsert, m.key, offset);
@@ -359,8 +362,13 @@ export class SinkService {
           meta.offset = offset;
           meta.timestamp = m.timestamp;
           meta.key = m.key;
-          line = plan.encode(assertRecordValue(decoder.decode(m.value)), meta);
-          if (upsert) line = upsertLine(line, offset);
+          if (direct && decoder.writtenWithReader(m.value)) {
+            written = this.encodeDirect(direct, arena, m.value, meta);
+          }
+          if (!written) {
+            line = plan.encode(assertRecordValue(decoder.decode(m.value)), meta);
+            if (upsert) line = upsertLine(line, offset);
+          }
         } catch (err) {
           if (err instanceof PgsinkError && err.retriable) throw err;
           const e =
@@ -376,9 +384,18 @@ export class SinkService {
       // another; nothing of the client's message object is kept.
       const key = m.key;
       const value = m.value;
-      const chunk = arena.reserve((line?.length ?? 0) * 3);
-      const start = line === null ? -1 : arena.writeText(line);
-      const end = line === null ? -1 : arena.position;
+      let chunk: Buffer;
+      let start = -1;
+      let end = -1;
+      if (written) {
+        ({ chunk, start, end } = written);
+      } else {
+        chunk = arena.reserve((line?.length ?? 0) * 3);
+        if (line !== null) {
+          start = arena.writeText(line);
+          end = arena.position;
+        }
+      }
       const raw = rawArena.reserve((key?.length ?? 0) + (value?.length ?? 0));
       const keyStart = key === null ? -1 : rawArena.writeBytes(key);
       const keyEnd = key === null ? -1 : rawArena.position;
@@ -401,6 +418,25 @@ export class SinkService {
       out.push(entry);
     }
     return out;
+  }
+
+  /** The line written in place, or undefined when a field overflowed (object path instead). */
+  private encodeDirect(
+    direct: DirectLineEncoder,
+    arena: RowArena,
+    value: Buffer,
+    meta: RecordMeta,
+  ): { chunk: Buffer; start: number; end: number } | undefined {
+    const chunk = arena.reserve(direct.maxBytes(value, meta.key));
+    const start = arena.position;
+    try {
+      const end = direct.encode(value, chunk, start, meta);
+      arena.advanceTo(end);
+      return { chunk, start, end };
+    } catch (err) {
+      if (err instanceof LineOverflow) return undefined;
+      throw err;
+    }
   }
 
   /** What an entry holds in memory, for the byte limits. */

@@ -39,9 +39,15 @@ export interface ColumnPlan {
   encode(record: Record<string, unknown>, meta: RecordMeta): string;
 }
 
-interface Column {
+/** Where a column's value comes from: a field of the reader schema or the Kafka record. */
+export type ColumnSource =
+  | { kind: 'field'; field: string; type: avro.Type }
+  | { kind: 'meta'; meta: 'topic' | 'partition' | 'offset' | 'timestamp' | 'key' };
+
+export interface Column {
   name: string;
   pgType: string;
+  source: ColumnSource;
   get: (record: Record<string, unknown>, meta: RecordMeta) => unknown;
   encode: FieldEncoder;
   nullable: boolean;
@@ -165,7 +171,8 @@ function encoderFor(type: avro.Type): { encode: FieldEncoder; pgType: string; nu
 
 const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
-export function buildColumnPlan(readerType: avro.Type, route: RouteConfig): ColumnPlan {
+/** The route's columns in COPY order: the reader's fields (minus exclude), then metadata. */
+export function routeColumns(readerType: avro.Type, route: RouteConfig): Column[] {
   if (!(readerType instanceof avro.types.RecordType)) {
     throw new ConfigError(
       `route ${route.topic}: reader schema ${route.schema} must be an Avro record, not ${readerType.typeName}`,
@@ -187,38 +194,49 @@ export function buildColumnPlan(readerType: avro.Type, route: RouteConfig): Colu
     columns.push({
       name: Object.hasOwn(route.columns, name) ? route.columns[name]! : name,
       pgType: enc.pgType,
+      source: { kind: 'field', field: name, type: field.type },
       get: (r) => r[name],
       encode: enc.encode,
       nullable: enc.nullable,
     });
   }
   const m = route.metadata;
-  const meta: Array<[string | undefined, string, Column['get'], FieldEncoder]> = [
-    [m.topic, 'text', (_r, x) => x.topic, str],
-    [m.partition, 'integer', (_r, x) => x.partition, String],
-    [m.offset, 'bigint', (_r, x) => x.offset, String],
+  type Meta = Extract<ColumnSource, { kind: 'meta' }>['meta'];
+  const meta: Array<[Meta, string | undefined, string, Column['get'], FieldEncoder]> = [
+    ['topic', m.topic, 'text', (_r, x) => x.topic, str],
+    ['partition', m.partition, 'integer', (_r, x) => x.partition, String],
+    ['offset', m.offset, 'bigint', (_r, x) => x.offset, String],
     [
+      'timestamp',
       m.timestamp,
       'timestamptz',
       (_r, x) => x.timestamp,
       (v) => formatTimestamp(Number(v as string), 1000n, true),
     ],
     [
+      'key',
       m.key,
       'text',
       (_r, x) => x.key,
       (v) => (v === null ? NULL_FIELD : escapeText((v as Buffer).toString('utf8'))),
     ],
   ];
-  for (const [name, pgType, get, encode] of meta) {
-    if (name) columns.push({ name, pgType, get, encode, nullable: pgType === 'text' && name === m.key });
+  for (const [which, name, pgType, get, encode] of meta) {
+    if (name) {
+      const source = { kind: 'meta', meta: which } as const;
+      columns.push({ name, pgType, source, get, encode, nullable: which === 'key' });
+    }
   }
   const seen = new Set<string>();
   for (const c of columns) {
     if (seen.has(c.name)) throw new ConfigError(`route ${route.topic}: two fields map to column '${c.name}'`);
     seen.add(c.name);
   }
+  return columns;
+}
 
+export function buildColumnPlan(readerType: avro.Type, route: RouteConfig): ColumnPlan {
+  const columns = routeColumns(readerType, route);
   const n = columns.length;
   const gets = columns.map((c) => c.get);
   const encs = columns.map((c) => c.encode);

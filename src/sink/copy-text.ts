@@ -9,15 +9,17 @@ export const NULL_FIELD = '\\N';
 
 const NEEDS_ESCAPE = /[\\\t\n\r\0]/;
 
+export function nulInString(): RecordError {
+  return new RecordError(
+    'internal',
+    'NUL_IN_STRING',
+    'string contains a NUL (U+0000) character, which PostgreSQL text cannot store',
+  );
+}
+
 export function escapeText(s: string): string {
   if (!NEEDS_ESCAPE.test(s)) return s;
-  if (s.includes('\0')) {
-    throw new RecordError(
-      'internal',
-      'NUL_IN_STRING',
-      'string contains a NUL (U+0000) character, which PostgreSQL text cannot store',
-    );
-  }
+  if (s.includes('\0')) throw nulInString();
   return s.replace(/[\\\t\n\r]/g, (c) =>
     c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r',
   );

@@ -38,6 +38,12 @@ export class RowArena {
     return start;
   }
 
+  /** Keeps what was written directly into the reserved chunk up to `end`. */
+  advanceTo(end: number): void {
+    if (end < this.pos || end > this.chunk.length) throw new Error(`internal: arena end ${end} out of range`);
+    this.pos = end;
+  }
+
   writeBytes(bytes: Uint8Array): number {
     const start = this.pos;
     this.chunk.set(bytes, start);

@@ -1,0 +1,649 @@
+// Writes a record's COPY text line straight from its Avro body into the row arena, for the
+// usual case where the writer schema is the route's reader schema. The object path
+// (avsc → JS object → strings → UTF-8) allocates a string per field and UTF-8-decodes and
+// re-encodes every text field; here the body's bytes are read once and the line's bytes are
+// written once. Strings are copied byte for byte (escaped on the way) and only re-decoded
+// when they are not valid UTF-8, so the output is byte-identical to the object path's
+// (test/unit/direct-line.test.ts checks that on random records of every type).
+//
+// Field types without a byte-level step here (arrays, maps, records, unions of several
+// types) are decoded by avsc and encoded by the column's own encoder, inside the same line.
+import { isUtf8 } from 'node:buffer';
+import avro from 'avsc';
+import { PassthroughLogicalType } from '../avro/logical.ts';
+import { HEADER_SIZE, schemaIdOf } from '../avro/wire.ts';
+import { RecordError } from '../util/errors.ts';
+import type { Column, RecordMeta } from './columns.ts';
+import {
+  escapeText,
+  floatField,
+  formatDate,
+  formatDecimal,
+  formatTime,
+  formatTimestamp,
+  nulInString,
+} from './copy-text.ts';
+
+/** Raised inside a step; turned into a MALFORMED_BODY record error naming the schema id. */
+class Malformed extends Error {}
+
+/** A field's output did not fit the line's reserved space: encode this record the other way. */
+export class LineOverflow extends Error {}
+
+const EMPTY = Buffer.alloc(0);
+
+class Cursor {
+  src: Buffer = EMPTY;
+  p = 0;
+  end = 0;
+  out: Buffer = EMPTY;
+  o = 0;
+}
+
+type Step = (c: Cursor) => void;
+
+const TWO_52 = 2 ** 52;
+const BACKSLASH = 0x5c;
+const TAB = 0x09;
+const LF = 0x0a;
+
+function truncated(): never {
+  throw new Malformed('truncated buffer');
+}
+
+/**
+ * A zigzag varint long, exactly as avsc reads it: a number below 2^52 in magnitude, beyond
+ * that a BigInt (src/avro/types.ts).
+ */
+function readLong(c: Cursor): number | bigint {
+  const buf = c.src;
+  const start = c.p;
+  let p = start;
+  const end = c.end;
+  if (p >= end) truncated();
+  let b = buf[p++]!;
+  if (b < 0x80) {
+    c.p = p;
+    return (b >>> 1) ^ -(b & 1);
+  }
+  let n = b & 0x7f;
+  let k = 7;
+  do {
+    if (p >= end) truncated();
+    b = buf[p++]!;
+    n |= (b & 0x7f) << k;
+    k += 7;
+  } while (b & 0x80 && k < 28);
+  if (!(b & 0x80)) {
+    c.p = p;
+    return (n >> 1) ^ -(n & 1);
+  }
+  let f = n;
+  let fk = 268435456; // 2 ** 28
+  do {
+    if (p >= end) truncated();
+    b = buf[p++]!;
+    f += (b & 0x7f) * fk;
+    fk *= 128;
+  } while (b & 0x80);
+  c.p = p;
+  const v = (f % 2 ? -(f + 1) : f) / 2;
+  if (v < TWO_52 && v > -TWO_52) return v;
+  let q = start;
+  let shift = 0n;
+  let z = 0n;
+  do {
+    b = buf[q++]!;
+    z |= BigInt(b & 0x7f) << shift;
+    shift += 7n;
+  } while (b & 0x80);
+  return (z >> 1n) ^ -(z & 1n);
+}
+
+/** A length or count: a non-negative number that fits what is left of the body. */
+function readLength(c: Cursor): number {
+  const n = readLong(c);
+  if (typeof n !== 'number' || n < 0) throw new Malformed(`invalid length ${n}`);
+  if (c.p + n > c.end) truncated();
+  return n;
+}
+
+/** Decimal digits of a safe integer, without a string. */
+function writeInteger(c: Cursor, value: number): void {
+  const out = c.out;
+  let n = value;
+  let o = c.o;
+  if (n < 0) {
+    out[o++] = 0x2d;
+    n = -n;
+  }
+  let digits = 1;
+  for (let t = n; t >= 10; t = Math.floor(t / 10)) digits++;
+  let i = o + digits;
+  c.o = i;
+  while (n >= 10) {
+    const q = Math.floor(n / 10);
+    out[--i] = 0x30 + (n - q * 10);
+    n = q;
+  }
+  out[i - 1] = 0x30 + n;
+}
+
+/** An ASCII string (numbers, dates, enum symbols: nothing to escape). */
+function writeAscii(c: Cursor, s: string): void {
+  const out = c.out;
+  let o = c.o;
+  for (let i = 0; i < s.length; i++) out[o++] = s.charCodeAt(i);
+  c.o = o;
+}
+
+const MIN_MS = -62_135_596_800_000; // 0001-01-01T00:00:00Z
+const MAX_MS = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+const DAY = 86_400_000;
+// Timestamps of a stream cluster in a few days: the calendar date is computed once per day.
+let cachedDay = Number.NaN;
+const cachedDate = Buffer.alloc(10);
+
+function write2(out: Buffer, o: number, n: number): void {
+  const tens = (n / 10) | 0;
+  out[o] = 0x30 + tens;
+  out[o + 1] = 0x30 + n - tens * 10;
+}
+
+function write3(out: Buffer, o: number, n: number): void {
+  const hundreds = (n / 100) | 0;
+  out[o] = 0x30 + hundreds;
+  write2(out, o + 1, n - hundreds * 100);
+}
+
+/** formatTimestamp's text, written in place for years 1..9999 (every real event). */
+function writeTimestamp(c: Cursor, value: number | bigint, micros: boolean, utc: boolean): void {
+  const units = micros ? 1000000n : 1000n;
+  if (typeof value !== 'number') {
+    writeAscii(c, formatTimestamp(value, units, utc));
+    return;
+  }
+  const ms = micros ? Math.floor(value / 1000) : value;
+  if (ms < MIN_MS || ms > MAX_MS) {
+    writeAscii(c, formatTimestamp(value, units, utc));
+    return;
+  }
+  const day = Math.floor(ms / DAY);
+  if (day !== cachedDay) {
+    cachedDay = day;
+    cachedDate.write(new Date(day * DAY).toISOString().slice(0, 10), 'latin1');
+  }
+  const out = c.out;
+  let o = c.o;
+  for (let i = 0; i < 10; i++) out[o + i] = cachedDate[i]!;
+  o += 10;
+  // Below 86.4M: int32 arithmetic from here (a double % is a call into C).
+  let rest = (ms - day * DAY) | 0;
+  const milli = rest % 1000;
+  rest = ((rest - milli) / 1000) | 0;
+  const sec = rest % 60;
+  rest = ((rest - sec) / 60) | 0;
+  const min = rest % 60;
+  const hour = ((rest - min) / 60) | 0;
+  out[o] = 0x20;
+  write2(out, o + 1, hour);
+  out[o + 3] = 0x3a;
+  write2(out, o + 4, min);
+  out[o + 6] = 0x3a;
+  write2(out, o + 7, sec);
+  out[o + 9] = 0x2e;
+  write3(out, o + 10, milli);
+  o += 13;
+  if (micros) {
+    write3(out, o, (value - ms * 1000) | 0);
+    o += 3;
+  }
+  if (utc) {
+    out[o] = 0x2b; // +00
+    out[o + 1] = 0x30;
+    out[o + 2] = 0x30;
+    o += 3;
+  }
+  c.o = o;
+}
+
+function writeLong(c: Cursor, v: number | bigint): void {
+  if (typeof v === 'number') writeInteger(c, v);
+  else writeAscii(c, v.toString());
+}
+
+/**
+ * `len` bytes of UTF-8 text at c.p, escaped for COPY. Invalid UTF-8 is written as avsc
+ * would have decoded it (U+FFFD for each bad sequence), so both paths agree.
+ */
+function copyText(c: Cursor, src: Buffer, start: number, stop: number): void {
+  const out = c.out;
+  let o = c.o;
+  let high = false;
+  for (let i = start; i < stop; i++) {
+    const b = src[i]!;
+    if (b > 0x0d && b !== BACKSLASH) {
+      if (b >= 0x80) high = true;
+      out[o++] = b;
+      continue;
+    }
+    switch (b) {
+      case BACKSLASH:
+        out[o++] = BACKSLASH;
+        out[o++] = BACKSLASH;
+        break;
+      case TAB:
+        out[o++] = BACKSLASH;
+        out[o++] = 0x74; // t
+        break;
+      case LF:
+        out[o++] = BACKSLASH;
+        out[o++] = 0x6e; // n
+        break;
+      case 0x0d:
+        out[o++] = BACKSLASH;
+        out[o++] = 0x72; // r
+        break;
+      case 0:
+        throw nulInString();
+      default:
+        out[o++] = b;
+    }
+  }
+  if (high && !isUtf8(src.subarray(start, stop))) {
+    const text = escapeText(src.toString('utf8', start, stop));
+    if (c.o + text.length * 3 > out.length) throw new LineOverflow();
+    o = c.o + out.write(text, c.o, 'utf8');
+  }
+  c.o = o;
+}
+
+const stringStep: Step = (c) => {
+  const len = readLength(c);
+  const start = c.p;
+  c.p += len;
+  copyText(c, c.src, start, start + len);
+};
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const HEX_HI = new Uint8Array(HEX.map((h) => h.charCodeAt(0)));
+const HEX_LO = new Uint8Array(HEX.map((h) => h.charCodeAt(1)));
+
+/** bytea hex form, its leading backslash escaped for COPY: `\\x0a1b`. */
+function writeBytea(c: Cursor, start: number, stop: number): void {
+  const src = c.src;
+  const out = c.out;
+  let o = c.o;
+  out[o++] = BACKSLASH;
+  out[o++] = BACKSLASH;
+  out[o++] = 0x78; // x
+  for (let i = start; i < stop; i++) {
+    const b = src[i]!;
+    out[o++] = HEX_HI[b]!;
+    out[o++] = HEX_LO[b]!;
+  }
+  c.o = o;
+}
+
+/** Avro decimal (big-endian two's complement) with its scale, as formatDecimal writes it. */
+function writeDecimal(c: Cursor, start: number, stop: number, scale: number): void {
+  const len = stop - start;
+  if (len === 0) {
+    c.out[c.o++] = 0x30;
+    return;
+  }
+  if (len > 6) {
+    writeAscii(c, formatDecimal(c.src.subarray(start, stop), scale));
+    return;
+  }
+  // Up to 48 bits is exact in a double (money amounts): digits written right to left.
+  const src = c.src;
+  let n = 0;
+  for (let i = start; i < stop; i++) n = n * 256 + src[i]!;
+  if (src[start]! & 0x80) n -= 2 ** (len * 8);
+  const out = c.out;
+  let o = c.o;
+  if (n < 0) {
+    out[o++] = 0x2d;
+    n = -n;
+  }
+  let digits = 1;
+  for (let t = n; t >= 10; t = Math.floor(t / 10)) digits++;
+  if (digits < scale + 1) digits = scale + 1;
+  const width = scale > 0 ? digits + 1 : digits;
+  let i = o + width;
+  c.o = i;
+  for (let d = 0; d < digits; d++) {
+    if (scale > 0 && d === scale) out[--i] = 0x2e; // '.'
+    const q = Math.floor(n / 10);
+    out[--i] = 0x30 + (n - q * 10);
+    n = q;
+  }
+}
+
+interface StepPlan {
+  step: Step;
+  /** Most bytes this field writes beyond 3 per byte of its Avro encoding. */
+  extra: number;
+}
+
+function logicalStep(type: PassthroughLogicalType): StepPlan | undefined {
+  const under = type.underlyingType;
+  switch (type.logical) {
+    case 'decimal': {
+      const scale = type.scale;
+      const extra = scale + 8;
+      if (under.typeName === 'bytes') {
+        return {
+          step: (c) => {
+            const len = readLength(c);
+            const start = c.p;
+            c.p += len;
+            writeDecimal(c, start, start + len, scale);
+          },
+          extra,
+        };
+      }
+      if (under instanceof avro.types.FixedType) {
+        const size = under.size;
+        return {
+          step: (c) => {
+            const start = c.p;
+            if (start + size > c.end) truncated();
+            c.p += size;
+            writeDecimal(c, start, start + size, scale);
+          },
+          extra,
+        };
+      }
+      return undefined;
+    }
+    case 'uuid':
+      return under.typeName === 'string' ? { step: stringStep, extra: 0 } : undefined;
+    case 'date':
+      return {
+        step: (c) => writeAscii(c, formatDate(BigInt(readLong(c)))),
+        extra: 32,
+      };
+    case 'time-millis':
+    case 'time-micros': {
+      const units = type.logical === 'time-millis' ? 1000n : 1000000n;
+      return { step: (c) => writeAscii(c, formatTime(BigInt(readLong(c)), units)), extra: 48 };
+    }
+    case 'timestamp-millis':
+    case 'timestamp-micros':
+    case 'local-timestamp-millis':
+    case 'local-timestamp-micros': {
+      const micros = type.logical.endsWith('micros');
+      const utc = !type.logical.startsWith('local');
+      return { step: (c) => writeTimestamp(c, readLong(c), micros, utc), extra: 48 };
+    }
+  }
+  return undefined;
+}
+
+/** A byte-level step for this field type, or undefined where avsc decodes it. */
+function stepFor(type: avro.Type): StepPlan | undefined {
+  if (type instanceof PassthroughLogicalType) return logicalStep(type);
+  if (type instanceof avro.types.UnwrappedUnionType) {
+    const branches = type.types;
+    if (branches.length !== 2) return undefined;
+    const nullIndex = branches.findIndex((t) => t.typeName === 'null');
+    const inner = branches[1 - nullIndex];
+    if (nullIndex < 0 || !inner || inner.typeName === 'null') return undefined;
+    const plan = stepFor(inner);
+    if (!plan) return undefined;
+    const innerStep = plan.step;
+    return {
+      step: (c) => {
+        const branch = readLong(c);
+        if (branch === nullIndex) writeNull(c);
+        else if (branch === 1 - nullIndex) innerStep(c);
+        else throw new Malformed(`invalid union index ${branch}`);
+      },
+      extra: plan.extra,
+    };
+  }
+  switch (type.typeName) {
+    case 'null':
+      return { step: writeNull, extra: 2 };
+    case 'boolean':
+      return {
+        step: (c) => {
+          if (c.p >= c.end) truncated();
+          c.out[c.o++] = c.src[c.p++] ? 0x74 : 0x66; // t / f
+        },
+        extra: 1,
+      };
+    case 'int':
+    case 'long':
+    case 'abstract:long': // the BigInt long of src/avro/types.ts
+      return { step: (c) => writeLong(c, readLong(c)), extra: 24 };
+    case 'float':
+      return {
+        step: (c) => {
+          if (c.p + 4 > c.end) truncated();
+          writeAscii(c, floatField(c.src.readFloatLE(c.p)));
+          c.p += 4;
+        },
+        extra: 32,
+      };
+    case 'double':
+      return {
+        step: (c) => {
+          if (c.p + 8 > c.end) truncated();
+          writeAscii(c, floatField(c.src.readDoubleLE(c.p)));
+          c.p += 8;
+        },
+        extra: 32,
+      };
+    case 'string':
+      return { step: stringStep, extra: 0 };
+    case 'enum': {
+      const symbols = (type as avro.types.EnumType).symbols;
+      const name = type.name ?? 'enum';
+      return {
+        step: (c) => {
+          const index = readLong(c);
+          const symbol = typeof index === 'number' ? symbols[index] : undefined;
+          if (symbol === undefined) throw new Malformed(`invalid ${name} enum index: ${index}`);
+          writeAscii(c, symbol);
+        },
+        extra: Math.max(0, ...symbols.map((s) => s.length)),
+      };
+    }
+    case 'bytes':
+      return {
+        step: (c) => {
+          const len = readLength(c);
+          const start = c.p;
+          c.p += len;
+          writeBytea(c, start, start + len);
+        },
+        extra: 3,
+      };
+    case 'fixed': {
+      const size = (type as avro.types.FixedType).size;
+      return {
+        step: (c) => {
+          const start = c.p;
+          if (start + size > c.end) truncated();
+          c.p += size;
+          writeBytea(c, start, start + size);
+        },
+        extra: 3,
+      };
+    }
+  }
+  return undefined;
+}
+
+function writeNull(c: Cursor): void {
+  c.out[c.o++] = BACKSLASH;
+  c.out[c.o++] = 0x4e; // N
+}
+
+/** avsc decodes the field; the column's encoder writes it (output size unknown: checked). */
+function genericStep(type: avro.Type, encode: Column['encode']): Step {
+  return (c) => {
+    let decoded: { value: unknown; offset: number };
+    try {
+      decoded = type.decode(c.src, c.p);
+    } catch (err) {
+      throw new Malformed((err as Error).message);
+    }
+    if (decoded.offset < 0 || decoded.offset > c.end) truncated();
+    c.p = decoded.offset;
+    const v = decoded.value;
+    if (v === null || v === undefined) {
+      writeNull(c);
+      return;
+    }
+    const text = encode(v);
+    const room = c.out.length - c.o;
+    if (text.length * 3 > room && Buffer.byteLength(text, 'utf8') > room) throw new LineOverflow();
+    c.o += c.out.write(text, c.o, 'utf8');
+  };
+}
+
+export interface DirectLineEncoder {
+  /** Bytes to reserve before encode() for this value and key. */
+  maxBytes(value: Buffer, key: Buffer | null): number;
+  /**
+   * Writes the line (LF included) for a Confluent-framed value into out[at..]; returns the end.
+   * Throws RecordError for a record that cannot be written, LineOverflow when a field that
+   * avsc decodes did not fit (encode that record through the object path).
+   */
+  encode(value: Buffer, out: Buffer, at: number, meta: RecordMeta): number;
+}
+
+export interface DirectLineOptions {
+  /** Upsert staging lines end with the offset and the 'u' operation. */
+  upsert: boolean;
+}
+
+/**
+ * A line encoder for bodies written with exactly `readerType`, the schema `columns` came from
+ * (routeColumns in src/sink/columns.ts).
+ */
+export function buildDirectLineEncoder(
+  readerType: avro.types.RecordType,
+  columns: Column[],
+  opts: DirectLineOptions,
+): DirectLineEncoder {
+  const byField = new Map<string, Column>();
+  for (const col of columns) if (col.source.kind === 'field') byField.set(col.source.field, col);
+  // Every field of the body is read in schema order; excluded ones are read and dropped.
+  // Field columns are in schema order too (routeColumns), so the line comes out in column order.
+  const steps: Step[] = [];
+  const writes: boolean[] = [];
+  let extra = 64 + (opts.upsert ? 32 : 0);
+  for (const field of readerType.fields) {
+    const col = byField.get(field.name);
+    const plan = stepFor(field.type);
+    steps.push(plan ? plan.step : genericStep(field.type, col ? col.encode : () => ''));
+    writes.push(col !== undefined);
+    extra += (plan?.extra ?? 0) + 1;
+  }
+  const metas: Array<(c: Cursor, meta: RecordMeta) => void> = [];
+  let keyFactor = 0;
+  for (const col of columns) {
+    if (col.source.kind !== 'meta') continue;
+    extra += 64;
+    switch (col.source.meta) {
+      case 'topic':
+        extra += 3 * 249; // Kafka's longest topic name
+        metas.push((c, m) => {
+          const bytes = topicBytes(m.topic);
+          copyText(c, bytes, 0, bytes.length);
+        });
+        break;
+      case 'partition':
+        metas.push((c, m) => writeInteger(c, m.partition));
+        break;
+      case 'offset':
+        metas.push((c, m) => writeInteger(c, m.offset));
+        break;
+      case 'timestamp':
+        metas.push((c, m) => writeTimestamp(c, Number(m.timestamp), false, true));
+        break;
+      case 'key':
+        keyFactor = 3;
+        metas.push((c, m) => {
+          if (m.key === null) writeNull(c);
+          else copyText(c, m.key, 0, m.key.length);
+        });
+        break;
+    }
+  }
+  let lastTopic = '';
+  let lastTopicBytes = EMPTY;
+  function topicBytes(topic: string): Buffer {
+    if (topic !== lastTopic) {
+      lastTopic = topic;
+      lastTopicBytes = Buffer.from(topic, 'utf8');
+    }
+    return lastTopicBytes;
+  }
+
+  const c = new Cursor();
+  const n = steps.length;
+  return {
+    maxBytes(value, key) {
+      return 3 * value.length + extra + (key ? keyFactor * key.length : 0);
+    },
+    encode(value, out, at, meta) {
+      const id = schemaIdOf(value);
+      c.src = value;
+      c.p = HEADER_SIZE;
+      c.end = value.length;
+      c.out = out;
+      c.o = at;
+      let first = true;
+      try {
+        for (let i = 0; i < n; i++) {
+          if (writes[i]) {
+            if (!first) out[c.o++] = TAB;
+            first = false;
+            steps[i]!(c);
+          } else {
+            const o = c.o;
+            steps[i]!(c);
+            c.o = o;
+          }
+        }
+        if (c.p !== c.end) throw new Malformed('trailing data');
+        for (const write of metas) {
+          if (!first) out[c.o++] = TAB;
+          first = false;
+          write(c, meta);
+        }
+        if (opts.upsert) {
+          out[c.o++] = TAB;
+          writeInteger(c, meta.offset);
+          out[c.o++] = TAB;
+          out[c.o++] = 0x75; // u
+        }
+        out[c.o++] = LF;
+        // Index writes past the end of a Buffer are dropped silently: a line that ran past
+        // it (a field avsc decoded took more than its share) is written the other way.
+        if (c.o > out.length) throw new LineOverflow();
+        return c.o;
+      } catch (err) {
+        if (err instanceof Malformed) {
+          throw new RecordError(
+            'avro',
+            'MALFORMED_BODY',
+            `Avro body does not decode with schema id ${id}: ${err.message}`,
+            err,
+          );
+        }
+        throw err;
+      } finally {
+        // Neither the client's message nor the arena chunk stays reachable from here.
+        c.src = EMPTY;
+        c.out = EMPTY;
+      }
+    },
+  };
+}
