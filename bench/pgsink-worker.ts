@@ -20,6 +20,7 @@ import { createPipeline } from '../src/pipeline/app.ts';
 import type { SinkObserver } from '../src/pipeline/observer.ts';
 import { buildRoutes, type RouteRuntime } from '../src/pipeline/routes.ts';
 import { assertRecordValue, type RecordMeta } from '../src/sink/columns.ts';
+import { RowArena } from '../src/sink/row-arena.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
 import { benchMessages, benchType } from './data.ts';
 import {
@@ -351,7 +352,9 @@ async function runBatch(job: BatchJob, config: Config): Promise<void> {
 
 async function runDecode(job: DecodeJob, config: Config): Promise<void> {
   const route = routeOf(config);
-  const { decoder, plan } = route;
+  const { decoder, plan, direct } = route;
+  // Lines go to an arena as in pgsink; its chunks are dropped as they fill.
+  const arena = new RowArena();
   // pgsink's own Kafka source, built by createPipeline exactly as for a real run; the
   // pipeline itself is never started (its pool never connects).
   let source: KafkaSource | undefined;
@@ -391,7 +394,20 @@ async function runDecode(job: DecodeJob, config: Config): Promise<void> {
         meta.offset = Number(m.offset);
         meta.timestamp = m.timestamp;
         meta.key = m.key;
-        chars += plan.encode(assertRecordValue(decoder.decode(m.value!)), meta).length;
+        const value = m.value!;
+        // As SinkService.decodeAll: the direct path for bodies written with the reader schema.
+        if (direct && decoder.writtenWithReader(value)) {
+          const chunk = arena.reserve(direct.maxBytes(value, m.key));
+          const start = arena.position;
+          const end = direct.encode(value, chunk, start, meta);
+          arena.advanceTo(end);
+          chars += end - start;
+        } else {
+          const line = plan.encode(assertRecordValue(decoder.decode(value)), meta);
+          arena.reserve(line.length * 3);
+          const start = arena.writeText(line);
+          chars += arena.position - start;
+        }
       }
       b.resolveOffset(msgs[msgs.length - 1]!.offset);
       count += msgs.length;
