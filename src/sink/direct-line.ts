@@ -8,7 +8,6 @@
 //
 // Field types without a byte-level step here (arrays, maps, records, unions of several
 // types) are decoded by avsc and encoded by the column's own encoder, inside the same line.
-import { isUtf8 } from 'node:buffer';
 import avro from 'avsc';
 import { PassthroughLogicalType } from '../avro/logical.ts';
 import { HEADER_SIZE, schemaIdOf } from '../avro/wire.ts';
@@ -108,6 +107,24 @@ function readLength(c: Cursor): number {
   return n;
 }
 
+const POW10 = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/** Decimal digits of 0 <= n < 2^31 (int32 arithmetic: a double division costs far more). */
+function writeSmall(out: Buffer, o: number, n: number): number {
+  let digits = 1;
+  while (digits < 10 && n >= POW10[digits]!) digits++;
+  const end = o + digits;
+  let i = end;
+  let m = n | 0;
+  while (m >= 10) {
+    const q = (m / 10) | 0;
+    out[--i] = 0x30 + m - q * 10;
+    m = q;
+  }
+  out[i - 1] = 0x30 + m;
+  return end;
+}
+
 /** Decimal digits of a safe integer, without a string. */
 function writeInteger(c: Cursor, value: number): void {
   const out = c.out;
@@ -117,16 +134,26 @@ function writeInteger(c: Cursor, value: number): void {
     out[o++] = 0x2d;
     n = -n;
   }
-  let digits = 1;
-  for (let t = n; t >= 10; t = Math.floor(t / 10)) digits++;
-  let i = o + digits;
-  c.o = i;
-  while (n >= 10) {
-    const q = Math.floor(n / 10);
-    out[--i] = 0x30 + (n - q * 10);
-    n = q;
+  if (n < 2147483648) {
+    c.o = writeSmall(out, o, n);
+    return;
   }
-  out[i - 1] = 0x30 + n;
+  // Above 2^31: the digits above the last nine, then the last nine zero-padded.
+  const high = Math.floor(n / 1e9);
+  if (high < 2147483648) {
+    o = writeSmall(out, o, high);
+  } else {
+    c.o = o;
+    writeAscii(c, String(high));
+    o = c.o;
+  }
+  let low = (n - high * 1e9) | 0;
+  for (let k = 8; k >= 0; k--) {
+    const q = (low / 10) | 0;
+    out[o + k] = 0x30 + low - q * 10;
+    low = q;
+  }
+  c.o = o + 9;
 }
 
 /** An ASCII string (numbers, dates, enum symbols: nothing to escape). */
@@ -140,21 +167,20 @@ function writeAscii(c: Cursor, s: string): void {
 const MIN_MS = -62_135_596_800_000; // 0001-01-01T00:00:00Z
 const MAX_MS = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
 const DAY = 86_400_000;
-// Timestamps of a stream cluster in a few days: the calendar date is computed once per day.
-let cachedDay = Number.NaN;
-const cachedDate = Buffer.alloc(10);
-
-function write2(out: Buffer, o: number, n: number): void {
-  const tens = (n / 10) | 0;
-  out[o] = 0x30 + tens;
-  out[o + 1] = 0x30 + n - tens * 10;
-}
-
-function write3(out: Buffer, o: number, n: number): void {
-  const hundreds = (n / 100) | 0;
-  out[o] = 0x30 + hundreds;
-  write2(out, o + 1, n - hundreds * 100);
-}
+// 'YYYY-MM-DD' of recent days, direct-mapped by day number: timestamps of a stream cluster
+// in a few days, and the calendar is worked out once per day.
+const DAY_SLOTS = 64;
+const slotDay = new Float64Array(DAY_SLOTS).fill(Number.NaN);
+const slotDate = Buffer.alloc(DAY_SLOTS * 10);
+// '00'..'99' and '000'..'999' as bytes: no division per digit.
+const DIGITS2 = Buffer.from(
+  Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0')).join(''),
+  'latin1',
+);
+const DIGITS3 = Buffer.from(
+  Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0')).join(''),
+  'latin1',
+);
 
 /** formatTimestamp's text, written in place for years 1..9999 (every real event). */
 function writeTimestamp(c: Cursor, value: number | bigint, micros: boolean, utc: boolean): void {
@@ -169,33 +195,43 @@ function writeTimestamp(c: Cursor, value: number | bigint, micros: boolean, utc:
     return;
   }
   const day = Math.floor(ms / DAY);
-  if (day !== cachedDay) {
-    cachedDay = day;
-    cachedDate.write(new Date(day * DAY).toISOString().slice(0, 10), 'latin1');
+  const slot = day & (DAY_SLOTS - 1);
+  if (slotDay[slot] !== day) {
+    slotDay[slot] = day;
+    slotDate.write(new Date(day * DAY).toISOString().slice(0, 10), slot * 10, 'latin1');
   }
   const out = c.out;
   let o = c.o;
-  for (let i = 0; i < 10; i++) out[o + i] = cachedDate[i]!;
+  for (let i = 0, from = slot * 10; i < 10; i++) out[o + i] = slotDate[from + i]!;
   o += 10;
   // Below 86.4M: int32 arithmetic from here (a double % is a call into C).
   let rest = (ms - day * DAY) | 0;
-  const milli = rest % 1000;
-  rest = ((rest - milli) / 1000) | 0;
-  const sec = rest % 60;
-  rest = ((rest - sec) / 60) | 0;
-  const min = rest % 60;
-  const hour = ((rest - min) / 60) | 0;
+  const secs = (rest / 1000) | 0;
+  const milli = rest - secs * 1000;
+  rest = secs;
+  const mins = (rest / 60) | 0;
+  const sec = rest - mins * 60;
+  const hour = (mins / 60) | 0;
+  const min = mins - hour * 60;
   out[o] = 0x20;
-  write2(out, o + 1, hour);
+  out[o + 1] = DIGITS2[hour * 2]!;
+  out[o + 2] = DIGITS2[hour * 2 + 1]!;
   out[o + 3] = 0x3a;
-  write2(out, o + 4, min);
+  out[o + 4] = DIGITS2[min * 2]!;
+  out[o + 5] = DIGITS2[min * 2 + 1]!;
   out[o + 6] = 0x3a;
-  write2(out, o + 7, sec);
+  out[o + 7] = DIGITS2[sec * 2]!;
+  out[o + 8] = DIGITS2[sec * 2 + 1]!;
   out[o + 9] = 0x2e;
-  write3(out, o + 10, milli);
+  out[o + 10] = DIGITS3[milli * 3]!;
+  out[o + 11] = DIGITS3[milli * 3 + 1]!;
+  out[o + 12] = DIGITS3[milli * 3 + 2]!;
   o += 13;
   if (micros) {
-    write3(out, o, (value - ms * 1000) | 0);
+    const micro = (value - ms * 1000) | 0;
+    out[o] = DIGITS3[micro * 3]!;
+    out[o + 1] = DIGITS3[micro * 3 + 1]!;
+    out[o + 2] = DIGITS3[micro * 3 + 2]!;
     o += 3;
   }
   if (utc) {
@@ -213,47 +249,99 @@ function writeLong(c: Cursor, v: number | bigint): void {
 }
 
 /**
- * `len` bytes of UTF-8 text at c.p, escaped for COPY. Invalid UTF-8 is written as avsc
- * would have decoded it (U+FFFD for each bad sequence), so both paths agree.
+ * Index after the well-formed UTF-8 sequence that starts with src[i] >= 0x80 (Unicode table
+ * 3-7: no overlongs, no surrogates, nothing above U+10FFFF), or -1.
+ */
+function utf8SequenceEnd(src: Buffer, i: number, stop: number): number {
+  const b0 = src[i]!;
+  if (b0 < 0xc2) return -1;
+  if (b0 < 0xe0) return i + 1 < stop && (src[i + 1]! & 0xc0) === 0x80 ? i + 2 : -1;
+  if (b0 < 0xf0) {
+    if (i + 2 >= stop) return -1;
+    const b1 = src[i + 1]!;
+    const lo = b0 === 0xe0 ? 0xa0 : 0x80;
+    const hi = b0 === 0xed ? 0x9f : 0xbf;
+    return b1 >= lo && b1 <= hi && (src[i + 2]! & 0xc0) === 0x80 ? i + 3 : -1;
+  }
+  if (b0 < 0xf5) {
+    if (i + 3 >= stop) return -1;
+    const b1 = src[i + 1]!;
+    const lo = b0 === 0xf0 ? 0x90 : 0x80;
+    const hi = b0 === 0xf4 ? 0x8f : 0xbf;
+    return b1 >= lo && b1 <= hi && (src[i + 2]! & 0xc0) === 0x80 && (src[i + 3]! & 0xc0) === 0x80
+      ? i + 4
+      : -1;
+  }
+  return -1;
+}
+
+const CLEAN = 0;
+const ESCAPES = 1;
+const INVALID = 2;
+
+/** Whether src[start..stop) needs COPY escapes, is not well-formed UTF-8, or neither. */
+function scanText(src: Buffer, start: number, stop: number): number {
+  let found = CLEAN;
+  for (let i = start; i < stop; i++) {
+    const b = src[i]!;
+    if (b < 0x80) {
+      if (b <= 0x0d || b === BACKSLASH) found = ESCAPES;
+      continue;
+    }
+    const next = utf8SequenceEnd(src, i, stop);
+    if (next < 0) return INVALID;
+    i = next - 1;
+  }
+  return found;
+}
+
+/**
+ * UTF-8 text src[start..stop), escaped for COPY. Not well-formed UTF-8 is written as avsc
+ * would have decoded it (U+FFFD for each bad sequence), so both paths write the same bytes.
  */
 function copyText(c: Cursor, src: Buffer, start: number, stop: number): void {
   const out = c.out;
   let o = c.o;
-  let high = false;
-  for (let i = start; i < stop; i++) {
-    const b = src[i]!;
-    if (b > 0x0d && b !== BACKSLASH) {
-      if (b >= 0x80) high = true;
-      out[o++] = b;
-      continue;
-    }
-    switch (b) {
-      case BACKSLASH:
-        out[o++] = BACKSLASH;
-        out[o++] = BACKSLASH;
-        break;
-      case TAB:
-        out[o++] = BACKSLASH;
-        out[o++] = 0x74; // t
-        break;
-      case LF:
-        out[o++] = BACKSLASH;
-        out[o++] = 0x6e; // n
-        break;
-      case 0x0d:
-        out[o++] = BACKSLASH;
-        out[o++] = 0x72; // r
-        break;
-      case 0:
-        throw nulInString();
-      default:
+  const kind = scanText(src, start, stop);
+  if (kind === CLEAN) {
+    // Most strings: one copy (native for long ones, where the call costs less than a loop).
+    if (o + stop - start > out.length) throw new LineOverflow();
+    if (stop - start > 48) o += src.copy(out, o, start, stop);
+    else for (let i = start; i < stop; i++) out[o++] = src[i]!;
+  } else if (kind === ESCAPES) {
+    for (let i = start; i < stop; i++) {
+      const b = src[i]!;
+      if (b > 0x0d && b !== BACKSLASH) {
         out[o++] = b;
+        continue;
+      }
+      switch (b) {
+        case BACKSLASH:
+          out[o++] = BACKSLASH;
+          out[o++] = BACKSLASH;
+          break;
+        case TAB:
+          out[o++] = BACKSLASH;
+          out[o++] = 0x74; // t
+          break;
+        case LF:
+          out[o++] = BACKSLASH;
+          out[o++] = 0x6e; // n
+          break;
+        case 0x0d:
+          out[o++] = BACKSLASH;
+          out[o++] = 0x72; // r
+          break;
+        case 0:
+          throw nulInString();
+        default:
+          out[o++] = b;
+      }
     }
-  }
-  if (high && !isUtf8(src.subarray(start, stop))) {
+  } else {
     const text = escapeText(src.toString('utf8', start, stop));
-    if (c.o + text.length * 3 > out.length) throw new LineOverflow();
-    o = c.o + out.write(text, c.o, 'utf8');
+    if (o + text.length * 3 > out.length) throw new LineOverflow();
+    o += out.write(text, o, 'utf8');
   }
   c.o = o;
 }

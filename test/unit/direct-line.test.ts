@@ -148,6 +148,33 @@ describe('direct line encoder', () => {
       Buffer.from([0xed, 0xa0, 0x80]),
       Buffer.from([0xff]),
     ]);
+    // Boundaries of well-formed UTF-8 (Unicode table 3-7), each alone, mid-string and cut short.
+    const sequences = [
+      [0x7f],
+      [0xc2, 0x80],
+      [0xdf, 0xbf],
+      [0xc0, 0x80],
+      [0xc1, 0xbf],
+      [0xe0, 0xa0, 0x80],
+      [0xe0, 0x9f, 0xbf],
+      [0xed, 0x9f, 0xbf],
+      [0xed, 0xa0, 0x80],
+      [0xef, 0xbf, 0xbf],
+      [0xf0, 0x90, 0x80, 0x80],
+      [0xf0, 0x8f, 0xbf, 0xbf],
+      [0xf4, 0x8f, 0xbf, 0xbf],
+      [0xf4, 0x90, 0x80, 0x80],
+      [0xf5, 0x80, 0x80, 0x80],
+      [0x80],
+      [0xbf],
+      [0xfe],
+      [0xff],
+    ];
+    for (const seq of sequences) {
+      const b = Buffer.from(seq);
+      samples.push([b, Buffer.concat([Buffer.from('a\\'), b, Buffer.from('z')]), b.subarray(0, -1)]);
+      samples.push([Buffer.concat([Buffer.from('x'.repeat(60)), b]), null, b]);
+    }
     let invalid = 0;
     for (const [s, ns, key] of samples) {
       if (!Buffer.from(s.toString('utf8')).equals(s)) invalid++;
