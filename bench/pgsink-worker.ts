@@ -4,6 +4,7 @@
 //   naive   baseline A: kafkajs eachMessage → one INSERT → one offset commit per message
 //   batch   baseline B: kafkajs eachBatch → multi-row INSERTs in one transaction → commit
 //   decode  ceiling C: pgsink's Kafka source, Avro decoder and COPY encoder, rows thrown away
+//           (decode: false → ceiling K: the Kafka source alone, messages dropped undecoded)
 //   copy    ceiling D: COPY of pre-encoded rows (encoded before the clock starts)
 // After 'done' (or 'results') the worker waits for 'stop', cleans up, says 'stopped', exits.
 import { Readable } from 'node:stream';
@@ -382,7 +383,7 @@ async function runDecode(job: DecodeJob, config: Config): Promise<void> {
       const msgs = b.messages;
       if (finished || msgs.length === 0) return;
       clock.first();
-      await decoder.prepare(msgs.map((m) => m.value));
+      if (job.decode) await decoder.prepare(msgs.map((m) => m.value));
       const meta: RecordMeta = {
         topic: b.topic,
         partition: b.partition,
@@ -390,7 +391,7 @@ async function runDecode(job: DecodeJob, config: Config): Promise<void> {
         timestamp: '0',
         key: null,
       };
-      for (const m of msgs) {
+      for (const m of job.decode ? msgs : []) {
         meta.offset = Number(m.offset);
         meta.timestamp = m.timestamp;
         meta.key = m.key;

@@ -40,6 +40,8 @@ export interface DecodeJob {
   mode: 'decode';
   config: ConfigInput;
   expect: number;
+  /** false: ceiling K, the Kafka client alone (messages fetched and dropped undecoded). */
+  decode: boolean;
 }
 
 /** Ceiling D: COPY of pre-encoded rows, in pgsink's batch size and concurrency, per table. */

@@ -9,6 +9,7 @@
 //           extrapolated)
 //   B       kafkajs eachBatch, one multi-row INSERT transaction per fetched batch, then commit
 //   C       consume + decode + COPY-encode with pgsink's own code, rows thrown away
+//   K       consume only: pgsink's Kafka source (kafkajs), messages dropped undecoded
 //   D       COPY of pre-encoded rows in pgsink's batch size and concurrency
 // plus produce→commit latency at half the measured maximum (open loop), peak RSS and CPU
 // seconds of pgsink, postgres and the Kafka broker, and peak RSS while the target table is
@@ -440,11 +441,12 @@ async function batchRun(c: Ctx, label: string): Promise<RunResult> {
   return result;
 }
 
-async function decodeRun(c: Ctx, label: string): Promise<RunResult> {
+async function decodeRun(c: Ctx, label: string, decode = true): Promise<RunResult> {
   const job: Job = {
     mode: 'decode',
-    config: pgsinkConfig(c, c.topic, `${c.pgSchema}.unused`, group(c, `c-${label}`)),
+    config: pgsinkConfig(c, c.topic, `${c.pgSchema}.unused`, group(c, `${decode ? 'c' : 'k'}-${label}`)),
     expect: EVENTS,
+    decode,
   };
   return withWorker(new Worker(job), async (w) => (await w.waitFor('done', phaseTimeoutMs(EVENTS))).result);
 }
@@ -832,6 +834,7 @@ async function measure(
   const pgsinkRuns: PgsinkRun[] = [];
   const bRuns: RunResult[] = [];
   const cRuns: RunResult[] = [];
+  const kRuns: RunResult[] = [];
   for (let r = 1; r <= REPS; r++) {
     note(`rep ${r}/${REPS}: pgsink`);
     pgsinkRuns.push(await pgsinkRun(c, String(r)));
@@ -839,6 +842,8 @@ async function measure(
     bRuns.push(await batchRun(c, String(r)));
     note(`rep ${r}/${REPS}: ceiling C (consume + decode + encode)`);
     cRuns.push(await decodeRun(c, String(r)));
+    note(`rep ${r}/${REPS}: ceiling K (the Kafka client alone)`);
+    kRuns.push(await decodeRun(c, String(r), false));
   }
   note(`ceiling D (COPY of pre-encoded rows), ${REPS} run${REPS > 1 ? 's' : ''}`);
   const dRuns = await copyRuns(c);
@@ -849,6 +854,7 @@ async function measure(
   const pgsinkEps = median(pgsinkRuns.map((x) => x.result.eventsPerSec));
   const bEps = eps(bRuns);
   const cEps = eps(cRuns);
+  const kEps = eps(kRuns);
   const dEps = eps(dRuns);
   const aEps = aRun.eventsPerSec;
 
@@ -899,6 +905,12 @@ async function measure(
       cEps,
       runsOf(cRuns.map((x) => x.eventsPerSec)),
       `${ratio(cEps).toFixed(2)} (${(ratio(cEps) * 100).toFixed(0)}%)`,
+    ],
+    [
+      'K  consume only (kafkajs via pgsink\'s source), no decode',
+      kEps,
+      runsOf(kRuns.map((x) => x.eventsPerSec)),
+      `${ratio(kEps).toFixed(2)} (${(ratio(kEps) * 100).toFixed(0)}%)`,
     ],
     [
       `D  COPY pre-encoded rows, ${fmt(MAX_ROWS)}/txn, ${CONCURRENCY} conc.`,
@@ -1020,12 +1032,14 @@ async function measure(
       },
       B: { ...summary(bRuns), concurrency: CONCURRENCY },
       C: summary(cRuns),
+      K: summary(kRuns),
       D: { ...summary(dRuns), batchRows: MAX_ROWS, concurrency: CONCURRENCY },
     },
     ratios: {
       A: round(ratio(aEps)),
       B: round(ratio(bEps), 3),
       C: round(ratio(cEps), 3),
+      K: round(ratio(kEps), 3),
       D: round(ratio(dEps), 3),
     },
     latency: {

@@ -343,8 +343,10 @@ export class SinkService {
       if (offset < fence) continue;
       let line: string | null = null;
       let failure: Failure | undefined;
-      // Where the record's line was written straight into the arena (direct path).
-      let written: { chunk: Buffer; start: number; end: number } | undefined;
+      // Set when the line was written straight into the arena (direct path).
+      let chunk: Buffer | undefined;
+      let start = -1;
+      let end = -1;
       if (m.value === null && deletes && upsert && m.key !== null) {
         try {
           line = deleteLine(upsert, m.key, offset);
@@ -363,9 +365,15 @@ export class SinkService {
           meta.timestamp = m.timestamp;
           meta.key = m.key;
           if (direct && decoder.writtenWithReader(m.value)) {
-            written = this.encodeDirect(direct, arena, m.value, meta);
+            const reserved = arena.reserve(direct.maxBytes(m.value, m.key));
+            end = SinkService.encodeDirect(direct, reserved, arena.position, m.value, meta);
+            if (end >= 0) {
+              chunk = reserved;
+              start = arena.position;
+              arena.advanceTo(end);
+            }
           }
-          if (!written) {
+          if (!chunk) {
             line = plan.encode(assertRecordValue(decoder.decode(m.value)), meta);
             if (upsert) line = upsertLine(line, offset);
           }
@@ -384,12 +392,7 @@ export class SinkService {
       // another; nothing of the client's message object is kept.
       const key = m.key;
       const value = m.value;
-      let chunk: Buffer;
-      let start = -1;
-      let end = -1;
-      if (written) {
-        ({ chunk, start, end } = written);
-      } else {
+      if (!chunk) {
         chunk = arena.reserve((line?.length ?? 0) * 3);
         if (line !== null) {
           start = arena.writeText(line);
@@ -420,21 +423,18 @@ export class SinkService {
     return out;
   }
 
-  /** The line written in place, or undefined when a field overflowed (object path instead). */
-  private encodeDirect(
+  /** The end of the line written at out[at..], or -1 when a field overflowed (object path). */
+  private static encodeDirect(
     direct: DirectLineEncoder,
-    arena: RowArena,
+    out: Buffer,
+    at: number,
     value: Buffer,
     meta: RecordMeta,
-  ): { chunk: Buffer; start: number; end: number } | undefined {
-    const chunk = arena.reserve(direct.maxBytes(value, meta.key));
-    const start = arena.position;
+  ): number {
     try {
-      const end = direct.encode(value, chunk, start, meta);
-      arena.advanceTo(end);
-      return { chunk, start, end };
+      return direct.encode(value, out, at, meta);
     } catch (err) {
-      if (err instanceof LineOverflow) return undefined;
+      if (err instanceof LineOverflow) return -1;
       throw err;
     }
   }
