@@ -7,6 +7,8 @@
 //           (decode: false → ceiling K: the Kafka source alone, messages dropped undecoded)
 //   copy    ceiling D: COPY of pre-encoded rows (encoded before the clock starts)
 // After 'done' (or 'results') the worker waits for 'stop', cleans up, says 'stopped', exits.
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +28,7 @@ import { createLogger } from '../src/telemetry/logger.ts';
 import { benchMessages, benchType } from './data.ts';
 import {
   wallNow,
+  type AltFetchJob,
   type BatchJob,
   type CopyJob,
   type DecodeJob,
@@ -129,6 +132,8 @@ async function runJob(job: Job): Promise<void> {
       return runBatch(job, config);
     case 'decode':
       return runDecode(job, config);
+    case 'alt-fetch':
+      return runAltFetch(job, config);
     case 'copy':
       return runCopy(job, config);
   }
@@ -418,6 +423,71 @@ async function runDecode(job: DecodeJob, config: Config): Promise<void> {
           type: 'done',
           result: clock.result(count, { copyBytesPerRow: Math.round(chars / count) }),
         });
+      }
+    },
+  });
+}
+
+// ------------------------------------------------------------------ K′ (alternative client)
+
+/** The slice of @confluentinc/kafka-javascript's KafkaJS-compatible API used here. */
+interface AltConsumer {
+  connect(): Promise<void>;
+  subscribe(s: { topics: string[] }): Promise<void>;
+  run(r: {
+    eachBatchAutoResolve: boolean;
+    eachBatch(p: {
+      batch: { partition: number; messages: Array<{ offset: string }> };
+      resolveOffset(offset: string): void;
+    }): Promise<void>;
+  }): Promise<void>;
+  disconnect(): Promise<void>;
+}
+
+interface AltKafkaJs {
+  Kafka: new (c: { kafkaJS: Record<string, unknown> }) => {
+    consumer(c: Record<string, unknown>): AltConsumer;
+  };
+  logLevel: { ERROR: number };
+}
+
+async function runAltFetch(job: AltFetchJob, config: Config): Promise<void> {
+  const require = createRequire(join(job.dir, 'package.json'));
+  const { Kafka, logLevel: altLogLevel } = (
+    require('@confluentinc/kafka-javascript') as { KafkaJS: AltKafkaJs }
+  ).KafkaJS;
+  // The same fetch sizes and wait as pgsink's source; js.consumer.max.batch.size -1 (no cap)
+  // was its fastest setting here (32, the default, and 1000 were about 10 % slower).
+  const consumer = new Kafka({
+    kafkaJS: { brokers: config.kafka.brokers, clientId: 'pgsink-bench-alt', logLevel: altLogLevel.ERROR },
+  }).consumer({
+    kafkaJS: {
+      groupId: config.kafka.groupId,
+      fromBeginning: true,
+      autoCommit: false,
+      maxBytesPerPartition: config.kafka.maxBytesPerPartition,
+      maxBytes: config.kafka.maxBytesPerPartition * 8,
+      maxWaitTimeInMs: 100,
+    },
+    'js.consumer.max.batch.size': -1,
+  });
+  const clock = new Clock();
+  let count = 0;
+  let finished = false;
+  onStop = () => consumer.disconnect();
+  await consumer.connect();
+  await consumer.subscribe({ topics: [config.routes[0]!.topic] });
+  await consumer.run({
+    eachBatchAutoResolve: false,
+    eachBatch: async (p) => {
+      const msgs = p.batch.messages;
+      if (finished || msgs.length === 0) return;
+      clock.first();
+      p.resolveOffset(msgs[msgs.length - 1]!.offset);
+      count += msgs.length;
+      if (count >= job.expect) {
+        finished = true;
+        void send({ type: 'done', result: clock.result(count) });
       }
     },
   });

@@ -44,6 +44,17 @@ export interface DecodeJob {
   decode: boolean;
 }
 
+/**
+ * K′: the alternative client alone, @confluentinc/kafka-javascript (librdkafka) through its
+ * KafkaJS-compatible API, installed by bench/alt-client/build.sh into `dir`.
+ */
+export interface AltFetchJob {
+  mode: 'alt-fetch';
+  config: ConfigInput;
+  expect: number;
+  dir: string;
+}
+
 /** Ceiling D: COPY of pre-encoded rows, in pgsink's batch size and concurrency, per table. */
 export interface CopyJob {
   mode: 'copy';
@@ -56,7 +67,7 @@ export interface CopyJob {
   tables: string[];
 }
 
-export type Job = PgsinkJob | NaiveJob | BatchJob | DecodeJob | CopyJob;
+export type Job = PgsinkJob | NaiveJob | BatchJob | DecodeJob | AltFetchJob | CopyJob;
 
 export interface RunResult {
   events: number;

@@ -10,6 +10,7 @@
 //   B       kafkajs eachBatch, one multi-row INSERT transaction per fetched batch, then commit
 //   C       consume + decode + COPY-encode with pgsink's own code, rows thrown away
 //   K       consume only: pgsink's Kafka source (kafkajs), messages dropped undecoded
+//   K′      (--alt-client) the same with @confluentinc/kafka-javascript, the librdkafka client
 //   D       COPY of pre-encoded rows in pgsink's batch size and concurrency
 // plus produce→commit latency at half the measured maximum (open loop), peak RSS and CPU
 // seconds of pgsink, postgres and the Kafka broker, and peak RSS while the target table is
@@ -54,6 +55,7 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string' },
     out: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
+    'alt-client': { type: 'boolean', default: false },
     'node-flags': { type: 'string' },
     'stall-node-flags': { type: 'string' },
     'max-total-mib': { type: 'string' },
@@ -82,6 +84,9 @@ if (args.help) {
                           "--max-old-space-size=160 --max-semi-space-size=8"; "" for V8's defaults)
   --stall-node-flags="…"  Node flags of pgsink in the stalled-Postgres phase (as deployed)
   --cpu-prof              one more pgsink run under node --cpu-prof, summarised at the end
+  --alt-client            also K′: @confluentinc/kafka-javascript (librdkafka, KafkaJS-compatible API)
+                          consuming alone, side by side with K; bench/alt-client/build.sh builds it
+                          from source into .cache/alt-client first (about 2 min; needs apt for -dev libs)
 `);
   process.exit(0);
 }
@@ -449,6 +454,32 @@ async function decodeRun(c: Ctx, label: string, decode = true): Promise<RunResul
     decode,
   };
   return withWorker(new Worker(job), async (w) => (await w.waitFor('done', phaseTimeoutMs(EVENTS))).result);
+}
+
+const ALT_CLIENT_DIR = join(root, '.cache', 'alt-client');
+
+/** Builds the alternative client once (bench/alt-client/build.sh is idempotent). */
+function buildAltClient(): void {
+  note('building @confluentinc/kafka-javascript from source (bench/alt-client/build.sh)');
+  execFileSync('bash', [join(root, 'bench', 'alt-client', 'build.sh')], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, ALT_CLIENT_DIR },
+  });
+}
+
+async function altFetchRun(c: Ctx, label: string): Promise<RunResult> {
+  const job: Job = {
+    mode: 'alt-fetch',
+    config: pgsinkConfig(c, c.topic, `${c.pgSchema}.unused`, group(c, `k2-${label}`)),
+    expect: EVENTS,
+    dir: ALT_CLIENT_DIR,
+  };
+  return withWorker(new Worker(job), async (w) => (await w.waitFor('done', phaseTimeoutMs(EVENTS))).result);
+}
+
+function altClientVersion(): string {
+  const pkg = join(ALT_CLIENT_DIR, 'node_modules', '@confluentinc', 'kafka-javascript', 'package.json');
+  return `@confluentinc/kafka-javascript ${(JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version}`;
 }
 
 async function copyRuns(c: Ctx): Promise<RunResult[]> {
@@ -835,6 +866,8 @@ async function measure(
   const bRuns: RunResult[] = [];
   const cRuns: RunResult[] = [];
   const kRuns: RunResult[] = [];
+  const altRuns: RunResult[] = [];
+  if (args['alt-client']) buildAltClient();
   for (let r = 1; r <= REPS; r++) {
     note(`rep ${r}/${REPS}: pgsink`);
     pgsinkRuns.push(await pgsinkRun(c, String(r)));
@@ -844,6 +877,10 @@ async function measure(
     cRuns.push(await decodeRun(c, String(r)));
     note(`rep ${r}/${REPS}: ceiling K (the Kafka client alone)`);
     kRuns.push(await decodeRun(c, String(r), false));
+    if (args['alt-client']) {
+      note(`rep ${r}/${REPS}: K′ (@confluentinc/kafka-javascript alone)`);
+      altRuns.push(await altFetchRun(c, String(r)));
+    }
   }
   note(`ceiling D (COPY of pre-encoded rows), ${REPS} run${REPS > 1 ? 's' : ''}`);
   const dRuns = await copyRuns(c);
@@ -855,6 +892,7 @@ async function measure(
   const bEps = eps(bRuns);
   const cEps = eps(cRuns);
   const kEps = eps(kRuns);
+  const altEps = altRuns.length ? eps(altRuns) : undefined;
   const dEps = eps(dRuns);
   const aEps = aRun.eventsPerSec;
 
@@ -907,11 +945,21 @@ async function measure(
       `${ratio(cEps).toFixed(2)} (${(ratio(cEps) * 100).toFixed(0)}%)`,
     ],
     [
-      'K  consume only (kafkajs via pgsink\'s source), no decode',
+      "K  consume only (kafkajs via pgsink's source), no decode",
       kEps,
       runsOf(kRuns.map((x) => x.eventsPerSec)),
       `${ratio(kEps).toFixed(2)} (${(ratio(kEps) * 100).toFixed(0)}%)`,
     ],
+    ...(altEps === undefined
+      ? []
+      : ([
+          [
+            'K′ consume only (@confluentinc/kafka-javascript, librdkafka)',
+            altEps,
+            runsOf(altRuns.map((x) => x.eventsPerSec)),
+            `${ratio(altEps).toFixed(2)} (${(ratio(altEps) * 100).toFixed(0)}%)`,
+          ],
+        ] as Array<[string, number, string, string]>)),
     [
       `D  COPY pre-encoded rows, ${fmt(MAX_ROWS)}/txn, ${CONCURRENCY} conc.`,
       dEps,
@@ -1033,6 +1081,7 @@ async function measure(
       B: { ...summary(bRuns), concurrency: CONCURRENCY },
       C: summary(cRuns),
       K: summary(kRuns),
+      ...(altRuns.length ? { Kalt: { ...summary(altRuns), client: altClientVersion() } } : {}),
       D: { ...summary(dRuns), batchRows: MAX_ROWS, concurrency: CONCURRENCY },
     },
     ratios: {
@@ -1040,6 +1089,7 @@ async function measure(
       B: round(ratio(bEps), 3),
       C: round(ratio(cEps), 3),
       K: round(ratio(kEps), 3),
+      ...(altEps === undefined ? {} : { Kalt: round(ratio(altEps), 3) }),
       D: round(ratio(dEps), 3),
     },
     latency: {
