@@ -945,7 +945,7 @@ async function measure(
       `${ratio(cEps).toFixed(2)} (${(ratio(cEps) * 100).toFixed(0)}%)`,
     ],
     [
-      "K  consume only (kafkajs via pgsink's source), no decode",
+      "K  consume only, no decode (kafkajs: pgsink's source)",
       kEps,
       runsOf(kRuns.map((x) => x.eventsPerSec)),
       `${ratio(kEps).toFixed(2)} (${(ratio(kEps) * 100).toFixed(0)}%)`,
@@ -954,7 +954,7 @@ async function measure(
       ? []
       : ([
           [
-            'K′ consume only (@confluentinc/kafka-javascript, librdkafka)',
+            'K′ consume only (@confluentinc/kafka-javascript)',
             altEps,
             runsOf(altRuns.map((x) => x.eventsPerSec)),
             `${ratio(altEps).toFixed(2)} (${(ratio(altEps) * 100).toFixed(0)}%)`,
