@@ -2,9 +2,10 @@
 // usual case where the writer schema is the route's reader schema. The object path
 // (avsc → JS object → strings → UTF-8) allocates a string per field and UTF-8-decodes and
 // re-encodes every text field; here the body's bytes are read once and the line's bytes are
-// written once. Strings are copied byte for byte (escaped on the way) and only re-decoded
-// when they are not valid UTF-8, so the output is byte-identical to the object path's
-// (test/unit/direct-line.test.ts checks that on random records of every type).
+// written once. Strings are scanned (COPY escapes needed? well-formed UTF-8?) and copied as
+// bytes; only a string that is not well-formed UTF-8 is decoded, with U+FFFD as avsc would,
+// so the output is byte-identical to the object path's (test/unit/direct-line.test.ts checks
+// that on random records of every type).
 //
 // Field types without a byte-level step here (arrays, maps, records, unions of several
 // types) are decoded by avsc and encoded by the column's own encoder, inside the same line.
