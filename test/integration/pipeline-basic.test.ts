@@ -133,3 +133,34 @@ describe('pipeline: flush triggers', () => {
     }
   });
 });
+
+describe('pipeline: the fence is written with literals', () => {
+  it('keeps a group id with a quote and a backslash exactly (BEGIN + fence lock, fence + COMMIT are one round trip each)', async () => {
+    const base = await ordersFixture(kafka, pool, 2, 'quote');
+    const f = { ...base, groupId: `${base.groupId}-it's\\a "group"` };
+    await produceOrders(kafka, f.topic, 0, 200);
+    const { service } = createPipeline(testConfig(f), { logger });
+    await service.start();
+    try {
+      await waitFor(
+        'all rows',
+        () => countRows(pool, f.table),
+        (n) => n >= 200,
+      );
+      await waitCommittedToEnd(kafka, f.groupId, f.topic);
+    } finally {
+      await service.stop();
+    }
+    expect(await countRows(pool, f.table)).toBe(200);
+    const { rows } = await pool.query<{ group_id: string; partition: number; next_offset: string }>(
+      `SELECT group_id, partition, next_offset FROM "${f.schema}_pgsink"."offsets" WHERE topic = $1 ORDER BY partition`,
+      [f.topic],
+    );
+    const { rows: counts } = await pool.query<{ p: number; n: string }>(
+      `SELECT _partition AS p, count(*) AS n FROM ${f.table} GROUP BY 1 ORDER BY 1`,
+    );
+    expect(rows.map((r) => ({ ...r, next_offset: Number(r.next_offset) }))).toEqual(
+      counts.map((c) => ({ group_id: f.groupId, partition: c.p, next_offset: Number(c.n) })),
+    );
+  });
+});
