@@ -26,6 +26,7 @@ import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import pg from 'pg';
 import type { ConfigInput } from '../src/config/schema.ts';
 import { hideKafkajsTimeoutWarning } from '../src/kafka/quirks.ts';
+import { createTopicAndWait } from '../src/kafka/topics.ts';
 import { buildColumnPlan, quoteQualified } from '../src/sink/columns.ts';
 import { createTableSql } from '../src/sink/ddl.ts';
 import { benchMessages, benchRoute, benchRouteConfig, benchType } from './data.ts';
@@ -335,10 +336,7 @@ async function createTopic(c: Ctx, topic: string): Promise<void> {
   const admin = c.kafka.admin();
   await admin.connect();
   try {
-    await admin.createTopics({
-      topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }],
-      waitForLeaders: true,
-    });
+    await createTopicAndWait(admin, topic, PARTITIONS);
     c.topics.push(topic);
   } finally {
     await admin.disconnect();

@@ -15,6 +15,7 @@ import { createLogger } from '../telemetry/logger.ts';
 import { produceAll } from './produce.ts';
 import { ORDERS_SCHEMA_PATH, orderValues, ordersType } from './sample-data.ts';
 import { routeSchema, type RouteConfig } from '../config/schema.ts';
+import { createTopicAndWait } from '../kafka/topics.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const EVENTS = Number(process.env['PGSINK_DEMO_EVENTS'] ?? 200_000);
@@ -68,11 +69,11 @@ async function main(): Promise<void> {
   });
   const kadmin = kafka.admin();
   await kadmin.connect();
-  await kadmin.createTopics({
-    topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }],
-    waitForLeaders: true,
-  });
-  await kadmin.disconnect();
+  try {
+    await createTopicAndWait(kadmin, topic, PARTITIONS);
+  } finally {
+    await kadmin.disconnect();
+  }
 
   out(
     `pgsink demo: ${fmt(EVENTS)} order events → Kafka topic ${topic} (${PARTITIONS} partitions) → ${table}`,

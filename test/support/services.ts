@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { createTopicAndWait } from '../../src/kafka/topics.ts';
 
 export const kafkaBrokers = (): string[] => inject('kafkaBrokers').split(',');
 export const databaseUrl = (): string => inject('databaseUrl');
@@ -24,23 +25,8 @@ export function kafkaClient(clientId = uniqueName('test')): Kafka {
 export async function createTopic(kafka: Kafka, topic: string, numPartitions: number): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
-  const until = Date.now() + 30_000;
   try {
-    for (;;) {
-      try {
-        await admin.createTopics({
-          topics: [{ topic, numPartitions, replicationFactor: 1 }],
-          waitForLeaders: false,
-        });
-        const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
-        const parts = topics[0]?.partitions ?? [];
-        if (parts.length === numPartitions && parts.every((p) => p.leader >= 0)) return;
-      } catch (err) {
-        if (Date.now() > until) throw err;
-      }
-      if (Date.now() > until) throw new Error(`topic ${topic} has no leaders after 30 s`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await createTopicAndWait(admin, topic, numPartitions);
   } finally {
     await admin.disconnect();
   }
