@@ -52,6 +52,9 @@ interface PartitionState {
   holdReason: string | undefined;
   highWatermark: number;
   lastCommitted: number | undefined;
+  /** The Kafka commit running for this partition, and the newest offset still to commit. */
+  committing: Promise<void> | undefined;
+  commitWanted: { offset: number; epoch: number } | undefined;
 }
 
 export interface SinkServiceDeps {
@@ -227,6 +230,8 @@ export class SinkService {
         holdReason: undefined,
         highWatermark: 0,
         lastCommitted: undefined,
+        committing: undefined,
+        commitWanted: undefined,
       });
     }
     // Fences for the whole assignment in one query; each partition awaits its own.
@@ -285,7 +290,7 @@ export class SinkService {
       // Everything here is already in Postgres (an earlier owner wrote it, and its Kafka
       // commit was lost): skip ahead, and bring Kafka's committed offset up to the fence.
       this.d.source.seek(st.tp, fence);
-      if (st.lastCommitted === undefined || st.lastCommitted < fence) await this.commit(st, fence);
+      if (st.lastCommitted === undefined || st.lastCommitted < fence) this.commitSoon(st, fence);
       return;
     }
     try {
@@ -514,7 +519,7 @@ export class SinkService {
         st.holdUntil = undefined;
         st.holdReason = undefined;
       }
-      if (st.assigned) await this.commit(st, outcome.nextOffset);
+      if (st.assigned) this.commitSoon(st, outcome.nextOffset);
       if (outcome.deadLettered > 0) this.checkDeadLetterRate(st.route, outcome.deadLettered);
     } catch (err) {
       if (client) {
@@ -534,6 +539,28 @@ export class SinkService {
       st.buffer.requeue(batch);
       this.hold(st, e, 'flush', failed);
     }
+  }
+
+  /**
+   * Commits to Kafka after the flush has given back its slot: the partition's next flush need
+   * not wait for the broker. One commit at a time per partition, always the newest offset
+   * (commits that queued up meanwhile are coalesced), never one of an older epoch.
+   */
+  private commitSoon(st: PartitionState, offset: number): void {
+    st.commitWanted = { offset, epoch: st.epoch };
+    if (st.committing) return;
+    st.committing = (async () => {
+      while (st.commitWanted) {
+        const want = st.commitWanted;
+        st.commitWanted = undefined;
+        if (want.epoch !== st.epoch || !st.assigned) continue;
+        if (st.lastCommitted !== undefined && st.lastCommitted >= want.offset) continue;
+        await this.commit(st, want.offset);
+      }
+    })().finally(() => {
+      st.committing = undefined;
+      if (this.isIdle()) for (const w of this.idleWaiters.splice(0)) w();
+    });
   }
 
   private async commit(st: PartitionState, offset: number): Promise<void> {
@@ -670,7 +697,7 @@ export class SinkService {
 
   private isIdle(): boolean {
     for (const st of this.states.values()) {
-      if (st.inFlight) return false;
+      if (st.inFlight || st.committing) return false;
       if (st.assigned && st.buffer.rows > 0) return false;
     }
     return true;
