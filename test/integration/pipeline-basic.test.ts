@@ -8,7 +8,9 @@ import { formatDecimal } from '../../src/sink/copy-text.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { kafkaClient, pgPool } from '../support/services.ts';
 import {
+  committedOffsets,
   countRows,
+  endOffsets,
   ordersFixture,
   produceOrders,
   testConfig,
@@ -162,5 +164,34 @@ describe('pipeline: the fence is written with literals', () => {
     expect(rows.map((r) => ({ ...r, next_offset: Number(r.next_offset) }))).toEqual(
       counts.map((c) => ({ group_id: f.groupId, partition: c.p, next_offset: Number(c.n) })),
     );
+  });
+});
+
+describe('pipeline: stop() drains', () => {
+  it('flushes what is buffered and has committed it to Kafka when stop() resolves', async () => {
+    const f = await ordersFixture(kafka, pool, 3, 'drain');
+    await produceOrders(kafka, f.topic, 0, 300);
+    // Linger far beyond the test: only the drain flushes.
+    const config = testConfig(f, {
+      batch: { maxRows: 100_000, maxBytes: 4 * 1024 * 1024, lingerMs: 30_000 },
+      shutdown: { deadlineMs: 60_000 },
+    });
+    const p = createPipeline(config, { logger });
+    await p.service.start();
+    try {
+      await waitFor(
+        'all records buffered',
+        async () => p.stats.consumedTotal,
+        (n) => n >= 300,
+      );
+      expect(await countRows(pool, f.table)).toBe(0);
+    } finally {
+      await p.service.stop();
+    }
+    expect(await countRows(pool, f.table)).toBe(300);
+    // No waiting: the commits ran inside stop().
+    const committed = await committedOffsets(kafka, f.groupId, f.topic);
+    const ends = await endOffsets(kafka, f.topic);
+    expect([...committed].sort()).toEqual([...ends].sort());
   });
 });
