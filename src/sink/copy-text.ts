@@ -98,11 +98,11 @@ export function formatTimestamp(
 
 // Years 1..9999 with a safe-integer count: Date does the calendar (the hot path: every
 // timestamp column of every row). The BigInt path above handles everything else exactly.
-const MIN_MS = -62_135_596_800_000; // 0001-01-01T00:00:00Z
-const MAX_MS = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+export const MIN_MS = -62_135_596_800_000; // 0001-01-01T00:00:00Z
+export const MAX_MS = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
 const FRAC3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
 const TWO = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));
-const DAY = 86_400_000;
+export const DAY = 86_400_000;
 // Timestamps of a stream cluster in a few days: the calendar date is computed once per day.
 let cachedDay = Number.NaN;
 let cachedDate = '';

@@ -15,12 +15,15 @@ import { HEADER_SIZE, schemaIdOf } from '../avro/wire.ts';
 import { RecordError } from '../util/errors.ts';
 import type { Column, RecordMeta } from './columns.ts';
 import {
+  DAY,
   escapeText,
   floatField,
   formatDate,
   formatDecimal,
   formatTime,
   formatTimestamp,
+  MAX_MS,
+  MIN_MS,
   nulInString,
 } from './copy-text.ts';
 
@@ -165,9 +168,6 @@ function writeAscii(c: Cursor, s: string): void {
   c.o = o;
 }
 
-const MIN_MS = -62_135_596_800_000; // 0001-01-01T00:00:00Z
-const MAX_MS = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
-const DAY = 86_400_000;
 // 'YYYY-MM-DD' of recent days, direct-mapped by day number: timestamps of a stream cluster
 // in a few days, and the calendar is worked out once per day.
 const DAY_SLOTS = 64;
