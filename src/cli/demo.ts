@@ -4,7 +4,7 @@
 //   point it at existing servers.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { Kafka, logLevel, Partitioners } from '../kafka/kafkajs.ts';
 import pg from 'pg';
 import { parseConfig } from '../config/load.ts';
 import { createPipeline } from '../pipeline/app.ts';

@@ -1,5 +1,6 @@
 // The few admin operations replay and status need, behind a narrow interface.
-import { Kafka, logLevel, type KafkaConfig } from 'kafkajs';
+import type { KafkaConfig } from 'kafkajs';
+import { Kafka, logLevel } from './kafkajs.ts';
 import { PgsinkError } from '../util/errors.ts';
 
 export interface GroupMember {

@@ -10,15 +10,8 @@
 // - Every rebalance is eager: all partitions are revoked, fetch positions fall back to the
 //   committed offsets, and GROUP_JOIN announces the new assignment before fetching resumes.
 // - pause() does not stop batches already fetched from reaching eachBatch.
-import {
-  Kafka,
-  logLevel as KafkaLogLevel,
-  type Consumer,
-  type EachBatchPayload,
-  type KafkaConfig,
-  type KafkaMessage,
-  type LogEntry,
-} from 'kafkajs';
+import type { Consumer, EachBatchPayload, KafkaConfig, KafkaMessage, LogEntry } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel } from './kafkajs.ts';
 import type { Logger } from 'pino';
 
 export interface TopicPartition {

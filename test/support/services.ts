@@ -1,7 +1,8 @@
 // Helpers for integration tests: clients for the run's Kafka and Postgres, and unique names
 // so that test files can run in parallel against the same broker and database.
 import { randomBytes } from 'node:crypto';
-import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import type { Producer } from 'kafkajs';
+import { Kafka, logLevel, Partitioners } from '../../src/kafka/kafkajs.ts';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { createTopicAndWait } from '../../src/kafka/topics.ts';

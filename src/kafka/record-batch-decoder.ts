@@ -1,0 +1,348 @@
+// A leaner decoder for Kafka record batches (magic 2), swapped in for kafkajs 2.2.4's own.
+//
+// Why: kafkajs decodes every record through its Long class — a varlong costs one Long per
+// byte, and offset and timestamp each one more add() and toString() — plus a Decoder object
+// and a Buffer view per record. Under pgsink's load that is about 1.1 kB of garbage per event,
+// roughly half of all the process allocates, and the garbage collector's share of the CPU grows
+// with it. This decoder returns exactly the same objects (same fields, same strings, same
+// headers object, same errors for a partial batch) and does the arithmetic in doubles
+// whenever the values are exact there (|x| < 2^53), falling back to Long beyond.
+//
+// The swap is done in the CommonJS module cache before kafkajs is first loaded, which is why
+// every import of kafkajs' runtime goes through src/kafka/kafkajs.ts. kafkajs is unmaintained
+// and pinned to 2.2.4 (package.json); the install refuses any other version, and
+// test/unit/record-batch-decoder.test.ts compares this decoder with kafkajs' own on canned
+// batches. PGSINK_KAFKAJS_DECODER=stock keeps kafkajs' decoder (for comparison).
+import { createRequire, Module } from 'node:module';
+import { dirname, join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+
+export const KAFKAJS_VERSION = '2.2.4';
+
+/** The parts of kafkajs' internal Decoder (src/protocol/decoder.js) this module uses. */
+interface KafkajsLong {
+  toString(): string;
+  add(other: number | KafkajsLong): KafkajsLong;
+  shiftLeft(bits: number): KafkajsLong;
+  shiftRightUnsigned(bits: number): KafkajsLong;
+  xor(other: KafkajsLong): KafkajsLong;
+  and(other: KafkajsLong): KafkajsLong;
+  negate(): KafkajsLong;
+}
+interface LongStatic {
+  fromInt(v: number): KafkajsLong;
+  fromValue(v: string | number): KafkajsLong;
+}
+export interface KafkajsDecoder {
+  buffer: Buffer;
+  offset: number;
+  readInt8(): number;
+  readInt16(): number;
+  readInt32(): number;
+  readInt64(): KafkajsLong;
+  readAll(): Buffer;
+  slice(size: number): KafkajsDecoder;
+  forward(size: number): void;
+}
+interface DecoderClass {
+  new (buffer: Buffer): KafkajsDecoder;
+}
+interface Codec {
+  decompress(buffer: Buffer): Promise<Buffer>;
+}
+
+export interface DecodedRecord {
+  magicByte: number;
+  attributes: number;
+  timestamp: string;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, Buffer | null | Array<Buffer | null>>;
+  isControlRecord: boolean;
+  batchContext: RecordContext;
+}
+
+export interface RecordContext {
+  firstOffset: string;
+  firstTimestamp: string;
+  partitionLeaderEpoch: number;
+  inTransaction: boolean;
+  isControlBatch: boolean;
+  lastOffsetDelta: number;
+  producerId: string;
+  producerEpoch: number;
+  firstSequence: number;
+  maxTimestamp: string;
+  timestampType: number;
+  magicByte?: number;
+}
+
+export type RecordBatchDecoder = (
+  fetchDecoder: KafkajsDecoder,
+) => Promise<RecordContext & { records: DecodedRecord[] }>;
+
+const TIMESTAMP_TYPE_FLAG_MASK = 0x8;
+const TRANSACTIONAL_FLAG_MASK = 0x10;
+const CONTROL_FLAG_MASK = 0x20;
+const CREATE_TIME = 0;
+const LOG_APPEND_TIME = 1;
+const TWO_POW_32 = 2 ** 32;
+
+/** kafkajs' folder, and a require() of its internal modules by path. */
+function kafkajsInternals(): {
+  root: string;
+  version: string;
+  load: (path: string) => unknown;
+} {
+  const pkgPath = require.resolve('kafkajs/package.json');
+  const root = dirname(pkgPath);
+  const { version } = require(pkgPath) as { version: string };
+  return { root, version, load: (path) => require(join(root, path)) };
+}
+
+/** Builds the decoder against kafkajs' own Decoder, Long, errors and compression codecs. */
+export function createRecordBatchDecoder(load: (path: string) => unknown): RecordBatchDecoder {
+  const Decoder = load('src/protocol/decoder.js') as DecoderClass;
+  const Long = load('src/utils/long.js') as LongStatic;
+  const { KafkaJSPartialMessageError, KafkaJSInvalidLongError } = load('src/errors.js') as {
+    KafkaJSPartialMessageError: new (message: string) => Error;
+    KafkaJSInvalidLongError: new (message: string) => Error;
+  };
+  const { lookupCodecByAttributes } = load('src/protocol/message/compression/index.js') as {
+    lookupCodecByAttributes: (attributes: number) => Codec | null;
+  };
+
+  /** int64 big-endian at buf[p..p+8) as a string, exact at any size. */
+  const int64String = (buf: Buffer, p: number): string => {
+    const hi = buf.readInt32BE(p);
+    const lo = buf.readUInt32BE(p + 4);
+    if (hi >= -0x200000 && hi < 0x200000) return String(hi * TWO_POW_32 + lo);
+    const d = new Decoder(buf);
+    d.offset = p;
+    return d.readInt64().toString();
+  };
+
+  /** Decodes the records of one batch from buf[p..end) into out; see kafkajs record/v0. */
+  const decodeRecords = (
+    buf: Buffer,
+    p: number,
+    end: number,
+    count: number,
+    ctx: RecordContext,
+    magicByte: number,
+  ): DecodedRecord[] => {
+    const firstOffset = Number(ctx.firstOffset);
+    const firstOffsetExact = Number.isSafeInteger(firstOffset);
+    const firstTimestamp = Number(ctx.firstTimestamp);
+    const firstTimestampExact = Number.isSafeInteger(firstTimestamp);
+    const appendTime = ctx.timestampType === LOG_APPEND_TIME && Boolean(ctx.maxTimestamp);
+    const isControl = ctx.isControlBatch;
+    const records = new Array<DecodedRecord>(count);
+    let pos = p;
+
+    // Varints exactly as kafkajs reads them (its readVarInt / decodeZigZag).
+    const varint = (): number => {
+      let b: number;
+      let result = 0;
+      let i = 0;
+      do {
+        b = buf[pos++]!;
+        result += (b & 0x7f) << i;
+        i += 7;
+      } while (b >= 0x80);
+      return (result >>> 1) ^ -(result & 1);
+    };
+
+    for (let r = 0; r < count; r++) {
+      const length = varint();
+      // kafkajs reads each record from its own slice: nothing is read past its end.
+      const recStart = pos;
+      const recEnd = Math.min(recStart + Math.max(length, 0), end);
+      const attributes = buf.readInt8(pos);
+      pos++;
+
+      // timestampDelta: a zigzag varlong. Up to 7 bytes (49 bits) it is exact in a double.
+      let timestamp: string;
+      const tsStart = pos;
+      let raw = 0;
+      let scale = 1;
+      let b: number;
+      do {
+        b = buf[pos++]!;
+        raw += (b & 0x7f) * scale;
+        scale *= 128;
+      } while (b >= 0x80 && pos - tsStart < 7);
+      if (appendTime) {
+        if (b >= 0x80) {
+          pos = tsStart;
+          readVarLong();
+        }
+        timestamp = ctx.maxTimestamp;
+      } else if (b < 0x80 && firstTimestampExact) {
+        const delta = raw % 2 === 0 ? raw / 2 : -(raw + 1) / 2;
+        const sum = firstTimestamp + delta;
+        timestamp = Number.isSafeInteger(sum)
+          ? String(sum)
+          : Long.fromValue(ctx.firstTimestamp).add(delta).toString();
+      } else {
+        pos = tsStart;
+        timestamp = Long.fromValue(ctx.firstTimestamp).add(readVarLong()).toString();
+      }
+
+      const offsetDelta = varint();
+      let offset: string;
+      const sum = firstOffset + offsetDelta;
+      if (firstOffsetExact && Number.isSafeInteger(sum)) offset = String(sum);
+      else offset = Long.fromValue(ctx.firstOffset).add(offsetDelta).toString();
+
+      const key = bytesField(recEnd);
+      const value = bytesField(recEnd);
+      const headers: DecodedRecord['headers'] = {};
+      const headerCount = varint();
+      for (let h = 0; h < headerCount; h++) {
+        const keyLength = varint();
+        let name: string | null = null;
+        if (keyLength !== -1) {
+          name = buf.toString('utf8', pos, Math.min(pos + keyLength, recEnd));
+          pos += keyLength;
+        }
+        const headerValue = bytesField(recEnd);
+        addHeader(headers, String(name), headerValue);
+      }
+      records[r] = {
+        magicByte,
+        attributes,
+        timestamp,
+        offset,
+        key,
+        value,
+        headers,
+        isControlRecord: isControl,
+        batchContext: ctx,
+      };
+      pos = recStart + length;
+    }
+    return records;
+
+    function bytesField(recEnd: number): Buffer | null {
+      const n = varint();
+      if (n === -1) return null;
+      const v = buf.subarray(pos, Math.min(pos + n, recEnd));
+      pos += n;
+      return v;
+    }
+
+    // kafkajs' readVarLong, for deltas that do not fit 49 bits.
+    function readVarLong(): KafkajsLong {
+      let result = Long.fromInt(0);
+      let i = 0;
+      let byte: number;
+      do {
+        if (i > 63) throw new KafkaJSInvalidLongError('Invalid Long, must contain 9 bytes or less');
+        byte = buf[pos++]!;
+        result = result.add(Long.fromInt(byte & 0x7f).shiftLeft(i));
+        i += 7;
+      } while (byte >= 0x80);
+      return result.shiftRightUnsigned(1).xor(result.and(Long.fromInt(1)).negate());
+    }
+  };
+
+  return async (fetchDecoder) => {
+    const buf0 = fetchDecoder.buffer;
+    const firstOffset = int64String(buf0, fetchDecoder.offset);
+    fetchDecoder.offset += 8;
+    const length = fetchDecoder.readInt32();
+    const decoder = fetchDecoder.slice(length);
+    fetchDecoder.forward(length);
+    const buf = decoder.buffer;
+    if (buf.length < length) {
+      throw new KafkaJSPartialMessageError(
+        `Tried to decode a partial record batch: remainingBytes(${buf.length}) < recordBatchLength(${length})`,
+      );
+    }
+    const partitionLeaderEpoch = buf.readInt32BE(0);
+    const magicByte = buf.readInt8(4);
+    // CRC at 5..9 (kafkajs does not check it either)
+    const attributes = buf.readInt16BE(9);
+    const lastOffsetDelta = buf.readInt32BE(11);
+    const firstTimestamp = int64String(buf, 15);
+    const maxTimestamp = int64String(buf, 23);
+    const producerId = int64String(buf, 31);
+    const producerEpoch = buf.readInt16BE(39);
+    const firstSequence = buf.readInt32BE(41);
+    const recordContext: RecordContext = {
+      firstOffset,
+      firstTimestamp,
+      partitionLeaderEpoch,
+      inTransaction: (attributes & TRANSACTIONAL_FLAG_MASK) > 0,
+      isControlBatch: (attributes & CONTROL_FLAG_MASK) > 0,
+      lastOffsetDelta,
+      producerId,
+      producerEpoch,
+      firstSequence,
+      maxTimestamp,
+      timestampType: (attributes & TIMESTAMP_TYPE_FLAG_MASK) > 0 ? LOG_APPEND_TIME : CREATE_TIME,
+    };
+    const codec = lookupCodecByAttributes(attributes);
+    const context = { ...recordContext, magicByte };
+    let records: DecodedRecord[];
+    const count = buf.readInt32BE(45);
+    if (!codec) {
+      records = count === -1 ? [] : decodeRecords(buf, 49, buf.length, count, context, magicByte);
+    } else if (count <= 0) {
+      records = [];
+    } else {
+      const plain = await codec.decompress(buf.subarray(49));
+      records = decodeRecords(plain, 0, plain.length, count, context, magicByte);
+    }
+    return { ...recordContext, records };
+  };
+}
+
+/** kafkajs' header reduction: a repeated key collects its values into an array. */
+function addHeader(headers: DecodedRecord['headers'], name: string, value: Buffer | null): void {
+  const prev = Object.prototype.hasOwnProperty.call(headers, name) ? headers[name] : undefined;
+  const next = prev === undefined ? value : Array.isArray(prev) ? prev.concat([value]) : [prev, value];
+  // Defined, not assigned: a header named "__proto__" is a plain key, as in kafkajs.
+  Object.defineProperty(headers, name, {
+    value: next,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
+}
+
+let installed: 'fast' | 'stock' | undefined;
+
+/**
+ * Puts the lean decoder in kafkajs' place. Must run before kafkajs is first loaded (see
+ * src/kafka/kafkajs.ts); throws when it is too late or the kafkajs version is not the one this
+ * decoder was written against.
+ */
+export function installRecordBatchDecoder(env: NodeJS.ProcessEnv = process.env): 'fast' | 'stock' {
+  const choice = env.PGSINK_KAFKAJS_DECODER ?? 'fast';
+  if (choice !== 'fast' && choice !== 'stock')
+    throw new Error(`PGSINK_KAFKAJS_DECODER must be "fast" or "stock", got ${JSON.stringify(choice)}`);
+  if (installed) return installed;
+  if (choice === 'stock') return (installed = 'stock');
+  const { root, version, load } = kafkajsInternals();
+  const target = join(root, 'src/protocol/recordBatch/v0/decoder.js');
+  if (version !== KAFKAJS_VERSION)
+    throw new Error(
+      `kafkajs ${version} is installed, but pgsink's record batch decoder replaces the one of kafkajs ${KAFKAJS_VERSION}: ` +
+        `install kafkajs@${KAFKAJS_VERSION} (npm ci), or set PGSINK_KAFKAJS_DECODER=stock`,
+    );
+  const cache = require.cache;
+  if (cache[target] || cache[join(root, 'index.js')])
+    throw new Error(
+      'kafkajs was loaded before pgsink installed its record batch decoder: import kafkajs through src/kafka/kafkajs.ts',
+    );
+  const m = new Module(target);
+  m.filename = target;
+  m.loaded = true;
+  m.exports = createRecordBatchDecoder(load);
+  cache[target] = m;
+  return (installed = 'fast');
+}

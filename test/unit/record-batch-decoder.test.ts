@@ -1,0 +1,455 @@
+// pgsink's record batch decoder against kafkajs' own, on record batches built byte by byte here
+// (the Kafka protocol's RecordBatch v2): both must return the same objects and leave the fetch
+// decoder at the same position, or fail the same way.
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import {
+  createRecordBatchDecoder,
+  installRecordBatchDecoder,
+  KAFKAJS_VERSION,
+  type KafkajsDecoder,
+  type RecordBatchDecoder,
+} from '../../src/kafka/record-batch-decoder.ts';
+
+const require = createRequire(import.meta.url);
+const load = (path: string): unknown => require(`kafkajs/${path}`);
+const Decoder = load('src/protocol/decoder.js') as new (b: Buffer) => KafkajsDecoder;
+const fast = createRecordBatchDecoder(load);
+
+/** kafkajs' decoder, loaded from its file even where the module cache holds pgsink's. */
+function stockDecoder(): RecordBatchDecoder {
+  const path = require.resolve('kafkajs/src/protocol/recordBatch/v0/decoder.js');
+  const cache = new Map(Object.entries(require.cache));
+  Reflect.deleteProperty(require.cache, path);
+  try {
+    return require(path) as RecordBatchDecoder;
+  } finally {
+    const cached = cache.get(path);
+    if (cached) require.cache[path] = cached;
+    else Reflect.deleteProperty(require.cache, path);
+  }
+}
+const stock = stockDecoder();
+
+// ------------------------------------------------------------------ a byte-level encoder
+
+class Bytes {
+  private parts: Buffer[] = [];
+  int8(v: number): this {
+    const b = Buffer.alloc(1);
+    b.writeInt8(v);
+    return this.push(b);
+  }
+  int16(v: number): this {
+    const b = Buffer.alloc(2);
+    b.writeInt16BE(v);
+    return this.push(b);
+  }
+  int32(v: number): this {
+    const b = Buffer.alloc(4);
+    b.writeInt32BE(v);
+    return this.push(b);
+  }
+  int64(v: bigint): this {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64BE(v);
+    return this.push(b);
+  }
+  /** Zigzag varint/varlong, as Kafka writes both. */
+  varlong(v: bigint): this {
+    let z = BigInt.asUintN(64, (v << 1n) ^ (v >> 63n));
+    const out: number[] = [];
+    do {
+      let byte = Number(z & 0x7fn);
+      z >>= 7n;
+      if (z > 0n) byte |= 0x80;
+      out.push(byte);
+    } while (z > 0n);
+    return this.push(Buffer.from(out));
+  }
+  varint(v: number): this {
+    return this.varlong(BigInt(v));
+  }
+  varBytes(b: Buffer | null): this {
+    if (b === null) return this.varint(-1);
+    return this.varint(b.length).push(b);
+  }
+  push(b: Buffer): this {
+    this.parts.push(b);
+    return this;
+  }
+  get buffer(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+interface TestRecord {
+  timestampDelta: bigint;
+  offsetDelta: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Array<[string | null, Buffer | null]>;
+}
+
+function encodeRecord(r: TestRecord): Buffer {
+  const body = new Bytes().int8(0).varlong(r.timestampDelta).varint(r.offsetDelta);
+  body.varBytes(r.key).varBytes(r.value).varint(r.headers.length);
+  for (const [k, v] of r.headers) body.varBytes(k === null ? null : Buffer.from(k)).varBytes(v);
+  const b = body.buffer;
+  return new Bytes().varint(b.length).push(b).buffer;
+}
+
+interface TestBatch {
+  firstOffset: bigint;
+  firstTimestamp: bigint;
+  maxTimestamp: bigint;
+  attributes: number;
+  producerId?: bigint;
+  records: TestRecord[];
+  gzip?: boolean;
+  /** Record count written in the header, when it should lie (-1, 0). */
+  count?: number;
+}
+
+function encodeBatch(b: TestBatch): Buffer {
+  const records = Buffer.concat(b.records.map(encodeRecord));
+  const body = new Bytes()
+    .int32(7) // partition leader epoch
+    .int8(2) // magic
+    .int32(0) // CRC (neither decoder checks it)
+    .int16(b.attributes | (b.gzip ? 1 : 0))
+    .int32(Math.max(0, b.records.length - 1))
+    .int64(b.firstTimestamp)
+    .int64(b.maxTimestamp)
+    .int64(b.producerId ?? -1n)
+    .int16(3)
+    .int32(11)
+    .int32(b.count ?? b.records.length)
+    .push(b.gzip ? gzipSync(records) : records).buffer;
+  return new Bytes().int64(b.firstOffset).int32(body.length).push(body).buffer;
+}
+
+async function decodeWith(
+  decode: RecordBatchDecoder,
+  bytes: Buffer,
+): Promise<{ result: unknown; offset: number } | { error: string }> {
+  const d = new Decoder(bytes);
+  try {
+    const results: unknown[] = [];
+    while (d.offset < bytes.length) results.push(await decode(d));
+    return { result: results, offset: d.offset };
+  } catch (err) {
+    return { error: `${(err as Error).name}: ${(err as Error).message}` };
+  }
+}
+
+async function expectSame(bytes: Buffer): Promise<unknown> {
+  const a = await decodeWith(stock, bytes);
+  const b = await decodeWith(fast, bytes);
+  expect(b).toEqual(a);
+  return a;
+}
+
+const rec = (over: Partial<TestRecord> = {}): TestRecord => ({
+  timestampDelta: 0n,
+  offsetDelta: 0,
+  key: Buffer.from('k'),
+  value: Buffer.from('v'),
+  headers: [],
+  ...over,
+});
+
+// ------------------------------------------------------------------ tests
+
+describe('record batch decoder (kafkajs 2.2.4 replacement)', () => {
+  it('is written against the installed kafkajs', () => {
+    expect((require('kafkajs/package.json') as { version: string }).version).toBe(KAFKAJS_VERSION);
+  });
+
+  it('decodes plain records exactly as kafkajs does', async () => {
+    const records = [
+      rec({ offsetDelta: 0, timestampDelta: 0n }),
+      rec({ offsetDelta: 1, timestampDelta: 5n, key: null }),
+      rec({ offsetDelta: 2, timestampDelta: -3n, value: null }),
+      rec({ offsetDelta: 3, key: Buffer.alloc(0), value: Buffer.alloc(0) }),
+      rec({ offsetDelta: 4, value: Buffer.alloc(300, 7), timestampDelta: 1_000_000_000n }),
+    ];
+    const out = (await expectSame(
+      encodeBatch({
+        firstOffset: 41n,
+        firstTimestamp: 1_763_000_000_000n,
+        maxTimestamp: 1_763_000_000_500n,
+        attributes: 0,
+        records,
+      }),
+    )) as { result: Array<{ records: Array<{ offset: string; timestamp: string }> }> };
+    // Not only equal to kafkajs: the values themselves.
+    const got = out.result[0]!.records;
+    expect(got.map((r) => r.offset)).toEqual(['41', '42', '43', '44', '45']);
+    expect(got[2]!.timestamp).toBe('1762999999997');
+  });
+
+  it('collects headers as kafkajs does: repeated keys into arrays, null values, any key', async () => {
+    await expectSame(
+      encodeBatch({
+        firstOffset: 0n,
+        firstTimestamp: 1n,
+        maxTimestamp: 1n,
+        attributes: 0,
+        records: [
+          rec({ headers: [['traceparent', Buffer.from('00-abc-def-01')]] }),
+          rec({
+            offsetDelta: 1,
+            headers: [
+              ['a', Buffer.from('1')],
+              ['a', Buffer.from('2')],
+              ['a', null],
+              ['ünïcødé', Buffer.from('x')],
+              [null, Buffer.from('nameless')],
+              ['', Buffer.alloc(0)],
+            ],
+          }),
+        ],
+      }),
+    );
+  });
+
+  it('keeps header names such as __proto__ or toString as plain keys (kafkajs mixes in the inherited member)', async () => {
+    const bytes = encodeBatch({
+      firstOffset: 0n,
+      firstTimestamp: 1n,
+      maxTimestamp: 1n,
+      attributes: 0,
+      records: [
+        rec({
+          headers: [
+            ['__proto__', Buffer.from('p')],
+            ['toString', Buffer.from('t')],
+            ['constructor', Buffer.from('c1')],
+            ['constructor', Buffer.from('c2')],
+          ],
+        }),
+      ],
+    });
+    const out = await fast(new Decoder(bytes));
+    const headers = out.records[0]!.headers;
+    expect(Object.getPrototypeOf(headers)).toBe(Object.prototype);
+    expect(Object.keys(headers)).toEqual(['__proto__', 'toString', 'constructor']);
+    expect(Object.getOwnPropertyDescriptor(headers, '__proto__')?.value).toEqual(Buffer.from('p'));
+    expect(headers.toString).toEqual(Buffer.from('t'));
+    expect(headers.constructor).toEqual([Buffer.from('c1'), Buffer.from('c2')]);
+  });
+
+  it('decodes several batches from one fetch, gzip-compressed ones too', async () => {
+    const many = Array.from({ length: 50 }, (_, i) =>
+      rec({ offsetDelta: i, timestampDelta: BigInt(i * 3), value: Buffer.from(`value-${i}`) }),
+    );
+    await expectSame(
+      Buffer.concat([
+        encodeBatch({
+          firstOffset: 0n,
+          firstTimestamp: 10n,
+          maxTimestamp: 99n,
+          attributes: 0,
+          records: many,
+        }),
+        encodeBatch({
+          firstOffset: 50n,
+          firstTimestamp: 10n,
+          maxTimestamp: 99n,
+          attributes: 0,
+          records: many,
+          gzip: true,
+        }),
+        encodeBatch({
+          firstOffset: 100n,
+          firstTimestamp: 10n,
+          maxTimestamp: 99n,
+          attributes: 0,
+          records: [],
+          count: 0,
+          gzip: true,
+        }),
+        encodeBatch({
+          firstOffset: 100n,
+          firstTimestamp: 10n,
+          maxTimestamp: 99n,
+          attributes: 0,
+          records: [],
+          count: -1,
+        }),
+      ]),
+    );
+  });
+
+  it('takes the batch timestamp under LOG_APPEND_TIME, and flags control and transactional batches', async () => {
+    for (const attributes of [0x08, 0x10, 0x20, 0x30, 0x38]) {
+      await expectSame(
+        encodeBatch({
+          firstOffset: 5n,
+          firstTimestamp: 1000n,
+          maxTimestamp: 2000n,
+          attributes,
+          records: [rec(), rec({ offsetDelta: 1, timestampDelta: 2n ** 50n })],
+        }),
+      );
+    }
+  });
+
+  it('falls back to exact 64-bit arithmetic beyond 2^53 and for long varlongs', async () => {
+    const cases: TestBatch[] = [
+      {
+        firstOffset: 2n ** 60n,
+        firstTimestamp: 0n,
+        maxTimestamp: 0n,
+        attributes: 0,
+        records: [rec(), rec({ offsetDelta: 9 })],
+      },
+      {
+        firstOffset: 2n ** 53n - 2n,
+        firstTimestamp: 0n,
+        maxTimestamp: 0n,
+        attributes: 0,
+        records: [rec({ offsetDelta: 5 })],
+      },
+      {
+        firstOffset: 0n,
+        firstTimestamp: 2n ** 62n,
+        maxTimestamp: 0n,
+        attributes: 0,
+        records: [rec({ timestampDelta: 1n })],
+      },
+      {
+        firstOffset: 0n,
+        firstTimestamp: 9_007_199_254_740_990n,
+        maxTimestamp: 0n,
+        attributes: 0,
+        records: [rec({ timestampDelta: 10n })],
+      },
+      {
+        firstOffset: 0n,
+        firstTimestamp: -5n,
+        maxTimestamp: -1n,
+        attributes: 0,
+        records: [rec({ timestampDelta: -(2n ** 55n) })],
+      },
+      {
+        firstOffset: 0n,
+        firstTimestamp: 0n,
+        maxTimestamp: 0n,
+        attributes: 0,
+        producerId: -(2n ** 62n),
+        records: [rec({ timestampDelta: 2n ** 62n })],
+      },
+      {
+        firstOffset: 0n,
+        firstTimestamp: 0n,
+        maxTimestamp: 0n,
+        attributes: 0,
+        records: [rec({ timestampDelta: 2n ** 48n }), rec({ timestampDelta: 2n ** 49n })],
+      },
+    ];
+    for (const c of cases) await expectSame(encodeBatch(c));
+  });
+
+  it('fails a partial batch at the end of a fetch the same way', async () => {
+    const full = encodeBatch({
+      firstOffset: 0n,
+      firstTimestamp: 0n,
+      maxTimestamp: 0n,
+      attributes: 0,
+      records: [rec(), rec({ offsetDelta: 1 })],
+    });
+    for (const cut of [60, full.length - 1]) {
+      const out = await expectSame(full.subarray(0, cut));
+      expect(out).toMatchObject({ error: expect.stringContaining('KafkaJSPartialMessageError') });
+    }
+  });
+
+  it('cuts a field that claims more bytes than its record holds at the record end, as kafkajs does', async () => {
+    // Record 0's key says 50 bytes but the record ends after 3 of them; record 1 is intact.
+    const body = new Bytes().int8(0).varlong(0n).varint(0).varint(50).push(Buffer.from('abc')).buffer;
+    const bad = new Bytes().varint(body.length).push(body).buffer;
+    const records = Buffer.concat([bad, encodeRecord(rec({ offsetDelta: 1, key: Buffer.from('next') }))]);
+    const head = encodeBatch({
+      firstOffset: 0n,
+      firstTimestamp: 0n,
+      maxTimestamp: 0n,
+      attributes: 0,
+      records: [rec(), rec()],
+    });
+    // Same header, the hand-made records in place of the encoded ones.
+    const batchBody = Buffer.concat([head.subarray(12, 12 + 49), records]);
+    const bytes = new Bytes().int64(0n).int32(batchBody.length).push(batchBody).buffer;
+    const a = await stock(new Decoder(bytes));
+    const b = await fast(new Decoder(bytes));
+    expect(b.records[0]!.key).toEqual(Buffer.from('abc'));
+    expect(b.records[0]!.key).toEqual(a.records[0]!.key);
+    expect(b.records[1]).toEqual(a.records[1]);
+    expect(b.records[1]!.key).toEqual(Buffer.from('next'));
+  });
+
+  it('agrees on 300 random batches', async () => {
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const bytes = (): Buffer | null =>
+      rnd(8) === 0 ? null : Buffer.from(Array.from({ length: rnd(40) }, () => rnd(256)));
+    for (let i = 0; i < 300; i++) {
+      const n = rnd(12);
+      const records = Array.from({ length: n }, (_, j) =>
+        rec({
+          offsetDelta: j + rnd(3),
+          timestampDelta: BigInt(rnd(2) ? rnd(100000) : -rnd(100000)) * BigInt(1 + rnd(1000)),
+          key: bytes(),
+          value: bytes(),
+          headers: Array.from({ length: rnd(3) }, () => [['h', 'x', 'traceparent'][rnd(3)]!, bytes()]),
+        }),
+      );
+      await expectSame(
+        encodeBatch({
+          firstOffset: BigInt(rnd(1_000_000)),
+          firstTimestamp: 1_700_000_000_000n + BigInt(rnd(1e9)),
+          maxTimestamp: 1_700_000_000_000n,
+          attributes: rnd(4) === 0 ? 0x08 : 0,
+          records,
+          gzip: rnd(5) === 0,
+        }),
+      );
+    }
+  });
+
+  it("is in kafkajs' place when kafkajs is loaded through src/kafka/kafkajs.ts, and says so when it was loaded first", () => {
+    const entry = fileURLToPath(new URL('../../src/kafka/kafkajs.ts', import.meta.url));
+    const run = (script: string, env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+      });
+    const probe = `
+      import { createRequire } from 'node:module';
+      const m = await import(${JSON.stringify(entry)});
+      const require = createRequire(${JSON.stringify(entry)});
+      const path = require.resolve('kafkajs/src/protocol/recordBatch/v0/decoder.js');
+      const decodeMessages = require('kafkajs/src/protocol/requests/fetch/v4/decodeMessages.js');
+      console.log(m.kafkajsDecoder, require(path).toString().includes('int64String'), typeof decodeMessages);`;
+    expect(run(probe).stdout.trim()).toBe('fast true function');
+    expect(run(probe, { PGSINK_KAFKAJS_DECODER: 'stock' }).stdout.trim()).toBe('stock false function');
+    const late = run(
+      `import { createRequire } from 'node:module'; createRequire(import.meta.url)('kafkajs'); await import(${JSON.stringify(entry)});`,
+    );
+    expect(late.status).not.toBe(0);
+    expect(late.stderr).toContain('kafkajs was loaded before pgsink installed its record batch decoder');
+  });
+
+  it('refuses a PGSINK_KAFKAJS_DECODER value it does not know, naming it', () => {
+    expect(() => installRecordBatchDecoder({ PGSINK_KAFKAJS_DECODER: 'fastest' })).toThrow(
+      /PGSINK_KAFKAJS_DECODER must be "fast" or "stock", got "fastest"/,
+    );
+  });
+});
