@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import type { Consumer } from 'kafkajs';
-import { Kafka, logLevel } from '../src/kafka/kafkajs.ts';
+import { Kafka, kafkajsDecoder, logLevel } from '../src/kafka/kafkajs.ts';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { parseConfig } from '../src/config/load.ts';
@@ -422,7 +422,10 @@ async function runDecode(job: DecodeJob, config: Config): Promise<void> {
         finished = true;
         void send({
           type: 'done',
-          result: clock.result(count, { copyBytesPerRow: Math.round(chars / count) }),
+          result: clock.result(count, {
+            copyBytesPerRow: Math.round(chars / count),
+            kafkajsDecoder,
+          }),
         });
       }
     },

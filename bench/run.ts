@@ -18,7 +18,7 @@
 // KAFKA_BROKERS / DATABASE_URL choose the servers; else the project's stack is started.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -176,10 +176,16 @@ class Worker {
   private failed: Error | undefined;
   readonly exited: Promise<number | null>;
 
-  constructor(job: Job, onMessage?: (m: FromWorker) => void, execArgv: string[] = NODE_FLAGS) {
+  constructor(
+    job: Job,
+    onMessage?: (m: FromWorker) => void,
+    execArgv: string[] = NODE_FLAGS,
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
     this.child = fork(WORKER, [], {
       cwd: root,
       execArgv,
+      env,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     this.pid = this.child.pid!;
@@ -445,14 +451,27 @@ async function batchRun(c: Ctx, label: string): Promise<RunResult> {
   return result;
 }
 
-async function decodeRun(c: Ctx, label: string, decode = true): Promise<RunResult> {
+/**
+ * C (decode) or K (fetch only); `stockDecoder` runs K with kafkajs' own record batch decoder
+ * instead of pgsink's (src/kafka/record-batch-decoder.ts), to show what that one costs.
+ */
+async function decodeRun(c: Ctx, label: string, decode = true, stockDecoder = false): Promise<RunResult> {
+  const kind = decode ? 'c' : stockDecoder ? 'k0' : 'k';
   const job: Job = {
     mode: 'decode',
-    config: pgsinkConfig(c, c.topic, `${c.pgSchema}.unused`, group(c, `${decode ? 'c' : 'k'}-${label}`)),
+    config: pgsinkConfig(c, c.topic, `${c.pgSchema}.unused`, group(c, `${kind}-${label}`)),
     expect: EVENTS,
     decode,
   };
-  return withWorker(new Worker(job), async (w) => (await w.waitFor('done', phaseTimeoutMs(EVENTS))).result);
+  const want = stockDecoder ? 'stock' : 'fast';
+  const env = { ...process.env, PGSINK_KAFKAJS_DECODER: want };
+  const result = await withWorker(
+    new Worker(job, undefined, NODE_FLAGS, env),
+    async (w) => (await w.waitFor('done', phaseTimeoutMs(EVENTS))).result,
+  );
+  const used = result.extra?.['kafkajsDecoder'];
+  if (used !== want) throw new Error(`the ${kind} run used the ${String(used)} record decoder, not ${want}`);
+  return result;
 }
 
 const ALT_CLIENT_DIR = join(root, '.cache', 'alt-client');
@@ -486,9 +505,13 @@ function altClientVersion(): string {
   return `@confluentinc/kafka-javascript ${(JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version}`;
 }
 
-async function copyRuns(c: Ctx): Promise<RunResult[]> {
+/** D's runs, and the CPU seconds Postgres spent over all of them (undefined when not local). */
+async function copyRuns(c: Ctx): Promise<{ runs: RunResult[]; postgresCpu: number | undefined }> {
   const tables = [];
   for (let r = 1; r <= REPS; r++) tables.push(await createTable(c, `d_${r}`));
+  // Postgres is idle while the worker encodes (before its clock starts): its CPU over the whole
+  // job is what the COPYs cost it.
+  const pg0 = c.postgresLocal ? cpuSecondsOfAll('postgres').seconds : undefined;
   const job: Job = {
     mode: 'copy',
     config: pgsinkConfig(c, c.topic, tables[0]!.table, group(c, 'd')),
@@ -502,8 +525,9 @@ async function copyRuns(c: Ctx): Promise<RunResult[]> {
     new Worker(job),
     async (w) => (await w.waitFor('results', phaseTimeoutMs(EVENTS * (1 + REPS)))).results,
   );
+  const postgresCpu = pg0 === undefined ? undefined : cpuSecondsOfAll('postgres').seconds - pg0;
   for (const t of tables) await countAndDrop(c, t.quoted, EVENTS, 'ceiling D');
-  return results;
+  return { runs: results, postgresCpu };
 }
 
 async function naiveRun(c: Ctx): Promise<RunResult> {
@@ -870,6 +894,7 @@ async function measure(
   const bRuns: RunResult[] = [];
   const cRuns: RunResult[] = [];
   const kRuns: RunResult[] = [];
+  const k0Runs: RunResult[] = [];
   const altRuns: RunResult[] = [];
   if (args['alt-client']) buildAltClient();
   for (let r = 1; r <= REPS; r++) {
@@ -881,13 +906,15 @@ async function measure(
     cRuns.push(await decodeRun(c, String(r)));
     note(`rep ${r}/${REPS}: ceiling K (the Kafka client alone)`);
     kRuns.push(await decodeRun(c, String(r), false));
+    note(`rep ${r}/${REPS}: K₀ (the Kafka client alone, kafkajs' own record decoder)`);
+    k0Runs.push(await decodeRun(c, String(r), false, true));
     if (args['alt-client']) {
       note(`rep ${r}/${REPS}: K′ (@confluentinc/kafka-javascript alone)`);
       altRuns.push(await altFetchRun(c, String(r)));
     }
   }
   note(`ceiling D (COPY of pre-encoded rows), ${REPS} run${REPS > 1 ? 's' : ''}`);
-  const dRuns = await copyRuns(c);
+  const { runs: dRuns, postgresCpu: dPostgresCpu } = await copyRuns(c);
   note(`baseline A (eachMessage + INSERT + commit per message) on ${fmt(NAIVE_EVENTS)} events`);
   const aRun = await naiveRun(c);
 
@@ -896,6 +923,7 @@ async function measure(
   const bEps = eps(bRuns);
   const cEps = eps(cRuns);
   const kEps = eps(kRuns);
+  const k0Eps = eps(k0Runs);
   const altEps = altRuns.length ? eps(altRuns) : undefined;
   const dEps = eps(dRuns);
   const aEps = aRun.eventsPerSec;
@@ -919,6 +947,20 @@ async function measure(
     kafka: c.brokerPid !== undefined ? median(pgsinkRuns.map((x) => x.cpu.kafka ?? NaN)) : null,
   };
   const peakRss = Math.max(...pgsinkRuns.map((x) => x.peakRssMiB));
+  // pgsink does C's work (fetch, decode, encode) and D's (COPY into Postgres) on the same cores.
+  // Their CPU per event added up bounds what any sink can do here, however well it overlaps.
+  const perEvent = (runs: readonly RunResult[]) => median(runs.map((x) => x.cpuSeconds / x.events));
+  const cpuBound =
+    dPostgresCpu === undefined
+      ? undefined
+      : (() => {
+          const cUs = perEvent(cRuns) * 1e6;
+          const dClientUs = perEvent(dRuns) * 1e6;
+          const dPostgresUs = (dPostgresCpu / (EVENTS * dRuns.length)) * 1e6;
+          const cores = availableParallelism();
+          const eps = (cores * 1e6) / (cUs + dClientUs + dPostgresUs);
+          return { cUs, dClientUs, dPostgresUs, cores, eps };
+        })();
   const ratio = (x: number) => pgsinkEps / x;
 
   // ---------------------------------------------------------------- table
@@ -953,6 +995,12 @@ async function measure(
       kEps,
       runsOf(kRuns.map((x) => x.eventsPerSec)),
       `${ratio(kEps).toFixed(2)} (${(ratio(kEps) * 100).toFixed(0)}%)`,
+    ],
+    [
+      "K₀ the same with kafkajs' own record decoder",
+      k0Eps,
+      runsOf(k0Runs.map((x) => x.eventsPerSec)),
+      `${ratio(k0Eps).toFixed(2)} (${(ratio(k0Eps) * 100).toFixed(0)}%)`,
     ],
     ...(altEps === undefined
       ? []
@@ -1017,6 +1065,11 @@ async function measure(
       met: peakRss <= RSS_TARGET_MIB && stall.peakRssMiB <= RSS_TARGET_MIB && !stall.crashed,
     },
   };
+  if (cpuBound) {
+    out(
+      `  one box   C needs ${cpuBound.cUs.toFixed(1)} µs of CPU per event, D ${(cpuBound.dClientUs + cpuBound.dPostgresUs).toFixed(1)} µs (COPY client ${cpuBound.dClientUs.toFixed(1)}, postgres ${cpuBound.dPostgresUs.toFixed(1)}); pgsink does both on these ${cpuBound.cores} cores, so even with perfect overlap it cannot pass ${fmt(cpuBound.eps)} events/s = ${((cpuBound.eps / minCD) * 100).toFixed(0)}% of min(C, D); pgsink reached ${((pgsinkEps / cpuBound.eps) * 100).toFixed(0)}% of that bound`,
+    );
+  }
   out('');
   out('  targets');
   for (const t of Object.values(targets))
@@ -1090,14 +1143,31 @@ async function measure(
       B: { ...summary(bRuns), concurrency: CONCURRENCY },
       C: summary(cRuns),
       K: summary(kRuns),
+      K0: { ...summary(k0Runs), kafkajsDecoder: 'stock' },
       ...(altRuns.length ? { Kalt: { ...summary(altRuns), client: altClientVersion() } } : {}),
-      D: { ...summary(dRuns), batchRows: MAX_ROWS, concurrency: CONCURRENCY },
+      D: {
+        ...summary(dRuns),
+        batchRows: MAX_ROWS,
+        concurrency: CONCURRENCY,
+        postgresCpuSeconds: dPostgresCpu === undefined ? null : round(dPostgresCpu / dRuns.length, 2),
+      },
     },
+    oneBoxCpuBound: cpuBound
+      ? {
+          cMicrosPerEvent: round(cpuBound.cUs, 2),
+          dClientMicrosPerEvent: round(cpuBound.dClientUs, 2),
+          dPostgresMicrosPerEvent: round(cpuBound.dPostgresUs, 2),
+          cores: cpuBound.cores,
+          eventsPerSec: round(cpuBound.eps, 1),
+          shareOfMinCD: round(cpuBound.eps / minCD, 3),
+        }
+      : null,
     ratios: {
       A: round(ratio(aEps)),
       B: round(ratio(bEps), 3),
       C: round(ratio(cEps), 3),
       K: round(ratio(kEps), 3),
+      K0: round(ratio(k0Eps), 3),
       ...(altEps === undefined ? {} : { Kalt: round(ratio(altEps), 3) }),
       D: round(ratio(dEps), 3),
     },

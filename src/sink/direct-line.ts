@@ -301,50 +301,91 @@ function scanText(src: Buffer, start: number, stop: number): number {
  * would have decoded it (U+FFFD for each bad sequence), so both paths write the same bytes.
  */
 function copyText(c: Cursor, src: Buffer, start: number, stop: number): void {
+  // Long strings: scan, then one native copy (the call costs less than a loop there).
+  if (stop - start > 48) {
+    copyLongText(c, src, start, stop);
+    return;
+  }
+  // Short ones (most): scan and copy in one pass. The reservation allows 3 bytes out per byte
+  // in; escapes need 2. Writes past a Buffer's end are dropped silently, hence the check after.
+  const out = c.out;
+  let o = c.o;
+  for (let i = start; i < stop; i++) {
+    const b = src[i]!;
+    if (b > 0x0d && b < 0x80 && b !== BACKSLASH) {
+      out[o++] = b;
+      continue;
+    }
+    if (b >= 0x80) {
+      const next = utf8SequenceEnd(src, i, stop);
+      if (next < 0) {
+        copyInvalidText(c, src, start, stop);
+        return;
+      }
+      out[o++] = b;
+      while (++i < next) out[o++] = src[i]!;
+      i--;
+      continue;
+    }
+    o = writeEscaped(out, o, b);
+  }
+  if (o > out.length) throw new LineOverflow();
+  c.o = o;
+}
+
+/** The escape for a byte <= 0x0d or a backslash at out[o]; returns the end. */
+function writeEscaped(out: Buffer, o: number, b: number): number {
+  switch (b) {
+    case BACKSLASH:
+      out[o++] = BACKSLASH;
+      out[o++] = BACKSLASH;
+      break;
+    case TAB:
+      out[o++] = BACKSLASH;
+      out[o++] = 0x74; // t
+      break;
+    case LF:
+      out[o++] = BACKSLASH;
+      out[o++] = 0x6e; // n
+      break;
+    case 0x0d:
+      out[o++] = BACKSLASH;
+      out[o++] = 0x72; // r
+      break;
+    case 0:
+      throw nulInString();
+    default:
+      out[o++] = b;
+  }
+  return o;
+}
+
+function copyLongText(c: Cursor, src: Buffer, start: number, stop: number): void {
   const out = c.out;
   let o = c.o;
   const kind = scanText(src, start, stop);
   if (kind === CLEAN) {
-    // Most strings: one copy (native for long ones, where the call costs less than a loop).
     if (o + stop - start > out.length) throw new LineOverflow();
-    if (stop - start > 48) o += src.copy(out, o, start, stop);
-    else for (let i = start; i < stop; i++) out[o++] = src[i]!;
+    o += src.copy(out, o, start, stop);
   } else if (kind === ESCAPES) {
     for (let i = start; i < stop; i++) {
       const b = src[i]!;
-      if (b > 0x0d && b !== BACKSLASH) {
-        out[o++] = b;
-        continue;
-      }
-      switch (b) {
-        case BACKSLASH:
-          out[o++] = BACKSLASH;
-          out[o++] = BACKSLASH;
-          break;
-        case TAB:
-          out[o++] = BACKSLASH;
-          out[o++] = 0x74; // t
-          break;
-        case LF:
-          out[o++] = BACKSLASH;
-          out[o++] = 0x6e; // n
-          break;
-        case 0x0d:
-          out[o++] = BACKSLASH;
-          out[o++] = 0x72; // r
-          break;
-        case 0:
-          throw nulInString();
-        default:
-          out[o++] = b;
-      }
+      if (b > 0x0d && b !== BACKSLASH) out[o++] = b;
+      else o = writeEscaped(out, o, b);
     }
+    if (o > out.length) throw new LineOverflow();
   } else {
-    const text = escapeText(src.toString('utf8', start, stop));
-    if (o + text.length * 3 > out.length) throw new LineOverflow();
-    o += out.write(text, o, 'utf8');
+    copyInvalidText(c, src, start, stop);
+    return;
   }
   c.o = o;
+}
+
+/** Text that is not well-formed UTF-8: decoded with U+FFFD replacements, then escaped. */
+function copyInvalidText(c: Cursor, src: Buffer, start: number, stop: number): void {
+  const text = escapeText(src.toString('utf8', start, stop));
+  if (c.o + text.length * 3 > c.out.length) throw new LineOverflow();
+  c.o += c.out.write(text, c.o, 'utf8');
 }
 
 const stringStep: Step = (c) => {
