@@ -70,8 +70,12 @@ export const configSchema = z
       sessionTimeoutMs: positiveInt.default(30_000),
       heartbeatIntervalMs: positiveInt.default(3_000),
       rebalanceTimeoutMs: positiveInt.default(60_000),
-      /** Upper bound of one fetch for one partition: the most a paused partition can overshoot. */
-      maxBytesPerPartition: positiveInt.default(1024 * 1024),
+      /**
+       * Upper bound of one fetch for one partition: the most a paused partition can overshoot.
+       * kafkajs holds a whole fetch response (up to 8× this) and its decoded messages at once,
+       * outside the backpressure budget; 512 KiB keeps that small without slowing the fetch.
+       */
+      maxBytesPerPartition: positiveInt.default(512 * 1024),
       connectionTimeoutMs: positiveInt.default(10_000),
       /** TLS to the brokers; omit for plaintext. */
       ssl: z.strictObject({ ...tlsFiles, rejectUnauthorized: z.boolean().default(true) }).optional(),
