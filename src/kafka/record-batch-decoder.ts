@@ -5,8 +5,12 @@
 // and a Buffer view per record. Under pgsink's load that is about 1.1 kB of garbage per event,
 // roughly half of all the process allocates, and the garbage collector's share of the CPU grows
 // with it. This decoder returns exactly the same objects (same fields, same strings, same
-// headers object, same errors for a partial batch) and does the arithmetic in doubles
+// headers object, KafkaJSPartialMessageError for a partial batch) and does the arithmetic in doubles
 // whenever the values are exact there (|x| < 2^53), falling back to Long beyond.
+//
+// On malformed records (a declared length that disagrees with the content, a negative count)
+// it reads each record within its declared length as kafkajs does, and fails where kafkajs
+// fails, though not always with the same error message.
 //
 // The swap is done in the CommonJS module cache before kafkajs is first loaded, which is why
 // every import of kafkajs' runtime goes through src/kafka/kafkajs.ts. kafkajs is unmaintained
@@ -141,6 +145,10 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
     const isControl = ctx.isControlBatch;
     const records = new Array<DecodedRecord>(count);
     let pos = p;
+    // kafkajs reads each record from its own slice of the batch: a byte past the slice reads as
+    // undefined, which ends a varint as a 0 byte would. `limit` is that slice's end.
+    let limit = end;
+    const byteAt = (at: number): number => (at < limit ? buf[at]! : 0);
 
     // Varints exactly as kafkajs reads them (its readVarInt / decodeZigZag).
     const varint = (): number => {
@@ -148,7 +156,7 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
       let result = 0;
       let i = 0;
       do {
-        b = buf[pos++]!;
+        b = byteAt(pos++);
         result += (b & 0x7f) << i;
         i += 7;
       } while (b >= 0x80);
@@ -156,11 +164,17 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
     };
 
     for (let r = 0; r < count; r++) {
+      limit = end;
       const length = varint();
-      // kafkajs reads each record from its own slice: nothing is read past its end.
       const recStart = pos;
       const recEnd = Math.min(recStart + Math.max(length, 0), end);
-      const attributes = buf.readInt8(pos);
+      // An empty or null record: kafkajs fails reading its attributes, and so does this.
+      if (recEnd <= recStart)
+        throw new RangeError(
+          `record ${r} of the batch at offset ${ctx.firstOffset} declares ${length} bytes: it has no attributes byte`,
+        );
+      limit = recEnd;
+      const attributes = (buf[pos]! << 24) >> 24;
       pos++;
 
       // timestampDelta: a zigzag varlong. Up to 7 bytes (49 bits) it is exact in a double.
@@ -170,7 +184,7 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
       let scale = 1;
       let b: number;
       do {
-        b = buf[pos++]!;
+        b = byteAt(pos++);
         raw += (b & 0x7f) * scale;
         scale *= 128;
       } while (b >= 0x80 && pos - tsStart < 7);
@@ -201,6 +215,8 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
       const value = bytesField(recEnd);
       const headers: DecodedRecord['headers'] = {};
       const headerCount = varint();
+      // kafkajs allocates new Array(headerCount): -1 means none, below that it throws.
+      if (headerCount < -1) throw new RangeError('Invalid array length');
       for (let h = 0; h < headerCount; h++) {
         const keyLength = varint();
         let name: string | null = null;
@@ -241,7 +257,7 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
       let byte: number;
       do {
         if (i > 63) throw new KafkaJSInvalidLongError('Invalid Long, must contain 9 bytes or less');
-        byte = buf[pos++]!;
+        byte = byteAt(pos++);
         result = result.add(Long.fromInt(byte & 0x7f).shiftLeft(i));
         i += 7;
       } while (byte >= 0x80);
@@ -316,6 +332,11 @@ function addHeader(headers: DecodedRecord['headers'], name: string, value: Buffe
 
 let installed: 'fast' | 'stock' | undefined;
 
+/** Marks the decoder this module put in the cache, for a later evaluation of the module. */
+const MARK = Symbol.for('pgsink.recordBatchDecoder');
+const isOurs = (x: unknown): boolean =>
+  typeof x === 'function' && (x as unknown as Record<symbol, unknown>)[MARK] === true;
+
 /**
  * Puts the lean decoder in kafkajs' place. Must run before kafkajs is first loaded (see
  * src/kafka/kafkajs.ts); throws when it is too late or the kafkajs version is not the one this
@@ -326,7 +347,14 @@ export function installRecordBatchDecoder(env: NodeJS.ProcessEnv = process.env):
   if (choice !== 'fast' && choice !== 'stock')
     throw new Error(`PGSINK_KAFKAJS_DECODER must be "fast" or "stock", got ${JSON.stringify(choice)}`);
   if (installed) return installed;
-  if (choice === 'stock') return (installed = 'stock');
+  if (choice === 'stock') {
+    const path = require.resolve('kafkajs/src/protocol/recordBatch/v0/decoder.js');
+    if (isOurs(require.cache[path]?.exports))
+      throw new Error(
+        "PGSINK_KAFKAJS_DECODER=stock, but pgsink's record batch decoder is already in place in this process",
+      );
+    return (installed = 'stock');
+  }
   const { root, version, load } = kafkajsInternals();
   const target = join(root, 'src/protocol/recordBatch/v0/decoder.js');
   if (version !== KAFKAJS_VERSION)
@@ -335,14 +363,18 @@ export function installRecordBatchDecoder(env: NodeJS.ProcessEnv = process.env):
         `install kafkajs@${KAFKAJS_VERSION} (npm ci), or set PGSINK_KAFKAJS_DECODER=stock`,
     );
   const cache = require.cache;
+  // Already ours: this module was evaluated again in the same process (test runners do that).
+  if (isOurs(cache[target]?.exports)) return (installed = 'fast');
   if (cache[target] || cache[join(root, 'index.js')])
     throw new Error(
       'kafkajs was loaded before pgsink installed its record batch decoder: import kafkajs through src/kafka/kafkajs.ts',
     );
+  const decoder = createRecordBatchDecoder(load);
+  Object.defineProperty(decoder, MARK, { value: true });
   const m = new Module(target);
   m.filename = target;
   m.loaded = true;
-  m.exports = createRecordBatchDecoder(load);
+  m.exports = decoder;
   cache[target] = m;
   return (installed = 'fast');
 }

@@ -146,10 +146,25 @@ async function decodeWith(
   }
 }
 
+/**
+ * Both decoders on the same bytes: the same batches (strictly: no missing or extra keys), the
+ * records of a batch sharing one context object, the same position after — or both failing,
+ * with kafkajs' own message for a partial batch (the consumer relies on that one).
+ */
 async function expectSame(bytes: Buffer): Promise<unknown> {
   const a = await decodeWith(stock, bytes);
   const b = await decodeWith(fast, bytes);
-  expect(b).toEqual(a);
+  if ('error' in a) {
+    expect(b).toHaveProperty('error');
+    if (a.error.startsWith('KafkaJSPartialMessageError')) expect(b).toStrictEqual(a);
+    return a;
+  }
+  expect(b).toStrictEqual(a);
+  for (const batch of (b as { result: Array<{ records: Array<{ batchContext: object }> }> }).result) {
+    const contexts = new Set(batch.records.map((r) => r.batchContext));
+    expect(contexts.size).toBeLessThanOrEqual(1);
+    for (const ctx of contexts) expect(ctx).not.toBe(batch);
+  }
   return a;
 }
 
@@ -301,6 +316,15 @@ describe('record batch decoder (kafkajs 2.2.4 replacement)', () => {
 
   it('falls back to exact 64-bit arithmetic beyond 2^53 and for long varlongs', async () => {
     const cases: TestBatch[] = [
+      // int64 fields just past the double range (high word 0x200000, low word odd) and at its edge
+      ...[2n ** 53n + 1n, 2n ** 53n - 1n, -(2n ** 53n) - 1n, -(2n ** 53n) + 1n].map((v) => ({
+        firstOffset: v < 0n ? -v : v,
+        firstTimestamp: v,
+        maxTimestamp: v,
+        producerId: v,
+        attributes: 0,
+        records: [rec(), rec({ offsetDelta: 1 })],
+      })),
       {
         firstOffset: 2n ** 60n,
         firstTimestamp: 0n,
@@ -392,6 +416,53 @@ describe('record batch decoder (kafkajs 2.2.4 replacement)', () => {
     expect(b.records[1]!.key).toEqual(Buffer.from('next'));
   });
 
+  it('reads a malformed record within its declared length and fails where kafkajs fails', async () => {
+    const good = encodeRecord(rec({ offsetDelta: 1, key: Buffer.from('next') }));
+    // A record without its own length varint (one byte for these small records).
+    const body = (r: TestRecord) => encodeRecord(r).subarray(1);
+    const withLength = (length: number, content: Buffer) => new Bytes().varint(length).push(content).buffer;
+    const headed = rec({ headers: [['h', Buffer.from('v')]] });
+    // Each case: the records of one batch, whose header counts exactly these.
+    const cases: Buffer[][] = [
+      // declared shorter than its content: the rest is read as the next record
+      [withLength(2, body(headed)), good],
+      [withLength(5, body(headed)), good],
+      // declared longer than its content: the next record's bytes are read as this one's
+      [withLength(body(rec()).length + 3, body(rec())), good],
+      // empty, null, negative
+      [withLength(0, Buffer.alloc(0)), good],
+      [withLength(-1, Buffer.alloc(0)), good],
+      [withLength(-2, Buffer.alloc(0)), good],
+      // a header count below -1, and -1 (none)
+      [withLength(7, Buffer.from([0, 0, 0, 0, 0, 3 /* zigzag -2 */, 0]))],
+      [withLength(6, Buffer.from([0, 0, 0, 0, 0, 1 /* zigzag -1 */]))],
+      // key length -2 moves the position back, as kafkajs does
+      [withLength(5, Buffer.from([0, 0, 0, 3, 0]))],
+    ];
+    let failures = 0;
+    for (const list of cases) {
+      const records = Buffer.concat(list);
+      for (const gzip of [false, true]) {
+        const head = encodeBatch({
+          firstOffset: 3n,
+          firstTimestamp: 100n,
+          maxTimestamp: 100n,
+          attributes: 0,
+          records: [],
+          count: list.length,
+          gzip,
+        });
+        const header = Buffer.from(head.subarray(12, 12 + 49));
+        const batchBody = Buffer.concat([header, gzip ? gzipSync(records) : records]);
+        const out = await expectSame(new Bytes().int64(3n).int32(batchBody.length).push(batchBody).buffer);
+        if (out && typeof out === 'object' && 'error' in out) failures++;
+      }
+    }
+    // Not every case fails: some decode to what kafkajs decodes them to.
+    expect(failures).toBeGreaterThan(0);
+    expect(failures).toBeLessThan(cases.length * 2);
+  });
+
   it('agrees on 300 random batches', async () => {
     let seed = 12345;
     const rnd = (n: number): number => {
@@ -402,19 +473,35 @@ describe('record batch decoder (kafkajs 2.2.4 replacement)', () => {
       rnd(8) === 0 ? null : Buffer.from(Array.from({ length: rnd(40) }, () => rnd(256)));
     for (let i = 0; i < 300; i++) {
       const n = rnd(12);
+      // Small, around 2^49 (the edge of the double path), or anywhere in int64.
+      const wide = (): bigint => {
+        const kind = rnd(4);
+        const magnitude =
+          kind === 0
+            ? BigInt(rnd(100000))
+            : kind === 1
+              ? 2n ** 49n + BigInt(rnd(1000)) - 500n
+              : BigInt.asIntN(64, (BigInt(rnd(2 ** 31)) << 33n) ^ BigInt(rnd(2 ** 31)));
+        return rnd(2) ? magnitude : -magnitude;
+      };
       const records = Array.from({ length: n }, (_, j) =>
         rec({
           offsetDelta: j + rnd(3),
-          timestampDelta: BigInt(rnd(2) ? rnd(100000) : -rnd(100000)) * BigInt(1 + rnd(1000)),
+          timestampDelta: BigInt.asIntN(64, wide()),
           key: bytes(),
           value: bytes(),
-          headers: Array.from({ length: rnd(3) }, () => [['h', 'x', 'traceparent'][rnd(3)]!, bytes()]),
+          headers: Array.from({ length: rnd(4) }, (): [string | null, Buffer | null] => [
+            [null, '', 'h', 'x', 'traceparent', 'ünï'][rnd(6)]!,
+            bytes(),
+          ]),
         }),
       );
+      const offsets = [BigInt(rnd(1_000_000)), 2n ** 53n - BigInt(rnd(20)), wide()];
+      const firstOffset = offsets[rnd(3)]!;
       await expectSame(
         encodeBatch({
-          firstOffset: BigInt(rnd(1_000_000)),
-          firstTimestamp: 1_700_000_000_000n + BigInt(rnd(1e9)),
+          firstOffset: firstOffset < 0n ? -firstOffset : firstOffset,
+          firstTimestamp: rnd(4) === 0 ? wide() : 1_700_000_000_000n + BigInt(rnd(1e9)),
           maxTimestamp: 1_700_000_000_000n,
           attributes: rnd(4) === 0 ? 0x08 : 0,
           records,
@@ -443,6 +530,11 @@ describe('record batch decoder (kafkajs 2.2.4 replacement)', () => {
     const late = run(
       `import { createRequire } from 'node:module'; createRequire(import.meta.url)('kafkajs'); await import(${JSON.stringify(entry)});`,
     );
+    const again = run(`
+      const m = await import(${JSON.stringify(entry)});
+      const r = await import(${JSON.stringify(entry.replace('kafkajs.ts', 'record-batch-decoder.ts') + '?again')});
+      console.log(m.kafkajsDecoder, r.installRecordBatchDecoder());`);
+    expect(again.stdout.trim()).toBe('fast fast');
     expect(late.status).not.toBe(0);
     expect(late.stderr).toContain('kafkajs was loaded before pgsink installed its record batch decoder');
   });
