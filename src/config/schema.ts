@@ -1,6 +1,5 @@
 // The one configuration schema: file (YAML/JSON) and PGSINK_* environment overrides are
 // merged, then validated here once at start-up. Unknown keys are errors, not ignored.
-import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 const identifier = z
@@ -32,9 +31,6 @@ const metadataColumns = z.strictObject({
   timestamp: identifier.optional(),
   key: identifier.optional(),
 });
-
-/** One encode worker where there is a second CPU for it (os.availableParallelism()). */
-const ENCODE_THREADS_DEFAULT = availableParallelism() > 1 ? 1 : 0;
 
 export const routeSchema = z.strictObject({
   topic: z.string().min(1),
@@ -141,16 +137,6 @@ export const configSchema = z
       .strictObject({ initialMs: positiveInt.default(200), maxMs: positiveInt.default(10_000) })
       .default({ initialMs: 200, maxMs: 10_000 }),
     shutdown: z.strictObject({ deadlineMs: positiveInt.default(25_000) }).default({ deadlineMs: 25_000 }),
-    encode: z
-      .strictObject({
-        /**
-         * Worker threads that turn Avro bodies into COPY lines (the direct path); 0 encodes on
-         * the main thread. One is worth it from two CPUs up: the main thread keeps fetching,
-         * flushing and committing meanwhile.
-         */
-        threads: z.number().int().min(0).max(8).default(ENCODE_THREADS_DEFAULT),
-      })
-      .default({ threads: ENCODE_THREADS_DEFAULT }),
     http: z
       .strictObject({
         /** /metrics, /healthz, /readyz; 0 picks a free port. */

@@ -9,7 +9,6 @@ import { systemClock, type Clock } from '../util/clock.ts';
 import { errorMessage } from '../util/errors.ts';
 import { SinkStats, observers, type SinkObserver } from './observer.ts';
 import { buildRoutes } from './routes.ts';
-import { EncodePool } from './encode-pool.ts';
 import { SinkService } from './sink-service.ts';
 
 export interface Pipeline {
@@ -57,10 +56,7 @@ export function createPipeline(config: Config, opts: PipelineOptions): Pipeline 
   });
   if (opts.wrapSource) source = opts.wrapSource(source);
   const stats = new SinkStats();
-  const encodePool =
-    config.encode.threads > 0 ? new EncodePool(config.encode.threads, config.routes) : undefined;
   const service = new SinkService({
-    encodePool,
     config,
     routes,
     source,

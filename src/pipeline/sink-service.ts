@@ -26,7 +26,6 @@ import type { Logger } from '../telemetry/logger.ts';
 import { backoffDelay } from '../util/backoff.ts';
 import type { Clock } from '../util/clock.ts';
 import { errorMessage, PgsinkError, RecordError } from '../util/errors.ts';
-import { LINE_FAILED, type EncodeFailure, type EncodePool, type EncodeResult } from './encode-pool.ts';
 import { MAX_TRACE_LINKS, type FailedFlush, type SinkObserver } from './observer.ts';
 import type { RouteRuntime } from './routes.ts';
 
@@ -67,20 +66,6 @@ export interface SinkServiceDeps {
   logger: Logger;
   observer: SinkObserver;
   random?: () => number;
-  /** Worker threads for the direct line path (config encode.threads > 0). */
-  encodePool?: EncodePool | undefined;
-}
-
-/** A batch's direct-path records as a worker encoded them (src/pipeline/encode-pool.ts). */
-interface Pooled {
-  /** Per message of the batch: its position in the job, or -1 when encoded here. */
-  slot: Int32Array;
-  /** The job's keys and values: the raw chunk of those entries. */
-  input: Buffer;
-  index: Int32Array;
-  lines: Buffer;
-  bounds: Int32Array;
-  failures: Map<number, EncodeFailure>;
 }
 
 export type ServiceState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -316,20 +301,9 @@ export class SinkService {
     }
     if (epoch !== st.epoch || this.state !== 'running') return;
 
-    let pooled: Pooled | undefined;
-    if (this.d.encodePool && st.route.direct) {
-      try {
-        pooled = await this.encodeOnWorker(this.d.encodePool, st, msgs, fence);
-      } catch (err) {
-        this.hold(st, err as Error, 'encode');
-        return;
-      }
-      if (epoch !== st.epoch || this.state !== 'running') return;
-    }
-
     let entries: Entry[];
     try {
-      entries = this.decodeAll(st, msgs, fence, pooled);
+      entries = this.decodeAll(st, msgs, fence);
     } catch (err) {
       this.hold(st, err as Error, 'decode');
       return;
@@ -355,79 +329,8 @@ export class SinkService {
     this.armTimer(st.buffer.deadline());
   }
 
-  /**
-   * Sends the batch's records that the direct path can write to an encode worker; undefined
-   * when there are none.
-   */
-  private async encodeOnWorker(
-    pool: EncodePool,
-    st: PartitionState,
-    msgs: FetchedBatch['messages'],
-    fence: number,
-  ): Promise<Pooled | undefined> {
-    const decoder = st.route.decoder;
-    const slot = new Int32Array(msgs.length).fill(-1);
-    let count = 0;
-    let bytes = 0;
-    for (let k = 0; k < msgs.length; k++) {
-      const m = msgs[k]!;
-      if (m.value === null || Number(m.offset) < fence || !decoder.writtenWithReader(m.value)) continue;
-      slot[k] = count++;
-      bytes += m.value.length + (m.key?.length ?? 0);
-    }
-    if (count === 0) return undefined;
-    const input = new ArrayBuffer(bytes);
-    const view = Buffer.from(input);
-    const index = new Int32Array(4 * count);
-    const offsets = new Float64Array(count);
-    const timestamps = new Float64Array(count);
-    let o = 0;
-    for (let k = 0; k < msgs.length; k++) {
-      const j = slot[k]!;
-      if (j < 0) continue;
-      const m = msgs[k]!;
-      const value = m.value!;
-      view.set(value, o);
-      index[4 * j] = o;
-      index[4 * j + 1] = o += value.length;
-      if (m.key === null) {
-        index[4 * j + 2] = -1;
-        index[4 * j + 3] = -1;
-      } else {
-        view.set(m.key, o);
-        index[4 * j + 2] = o;
-        index[4 * j + 3] = o += m.key.length;
-      }
-      offsets[j] = Number(m.offset);
-      timestamps[j] = Number(m.timestamp);
-    }
-    // The index travels to the worker and is not returned: keep a copy for the entries.
-    const kept = index.slice();
-    const r: EncodeResult = await pool.encode({
-      topic: st.tp.topic,
-      partition: st.tp.partition,
-      input,
-      index,
-      offsets,
-      timestamps,
-    });
-    return {
-      slot,
-      input: Buffer.from(r.input),
-      index: kept,
-      lines: Buffer.from(r.lines),
-      bounds: r.bounds,
-      failures: new Map(r.failures.map((f) => [f.at, f])),
-    };
-  }
-
   /** Decodes and encodes a fetched batch; records that cannot be written become dead letters. */
-  private decodeAll(
-    st: PartitionState,
-    msgs: FetchedBatch['messages'],
-    fence: number,
-    pooled?: Pooled,
-  ): Entry[] {
+  private decodeAll(st: PartitionState, msgs: FetchedBatch['messages'], fence: number): Entry[] {
     const { decoder, plan, upsert, direct } = st.route;
     const deletes = st.route.config.deleteOnTombstone;
     const arena = st.arena;
@@ -440,12 +343,9 @@ export class SinkService {
       key: null as Buffer | null,
     };
     const out: Entry[] = [];
-    for (let k = 0; k < msgs.length; k++) {
-      const m = msgs[k]!;
+    for (const m of msgs) {
       const offset = Number(m.offset);
       if (offset < fence) continue;
-      // This record's place in the worker's job, or -1.
-      const j = pooled ? pooled.slot[k]! : -1;
       let line: string | null = null;
       let failure: Failure | undefined;
       // Set when the line was written straight into the arena (direct path).
@@ -469,20 +369,7 @@ export class SinkService {
           meta.offset = offset;
           meta.timestamp = m.timestamp;
           meta.key = m.key;
-          if (j >= 0) {
-            const lineEnd = pooled!.bounds[2 * j + 1]!;
-            if (lineEnd >= 0) {
-              chunk = pooled!.lines;
-              start = pooled!.bounds[2 * j]!;
-              end = lineEnd;
-            } else if (lineEnd === LINE_FAILED) {
-              const f = pooled!.failures.get(j)!;
-              if (f.unexpected)
-                this.d.logger.error({ err: f.message, offset, ...st.tp }, 'unexpected error encoding a record');
-              failure = { source: f.source, code: f.code, message: f.message };
-            }
-            // LINE_OVERFLOW: the object path below.
-          } else if (direct && decoder.writtenWithReader(m.value)) {
+          if (direct && decoder.writtenWithReader(m.value)) {
             const reserved = arena.reserve(direct.maxBytes(m.value, m.key));
             end = SinkService.encodeDirect(direct, reserved, arena.position, m.value, meta);
             if (end >= 0) {
@@ -491,7 +378,7 @@ export class SinkService {
               arena.advanceTo(end);
             }
           }
-          if (!chunk && !failure) {
+          if (!chunk) {
             line = plan.encode(assertRecordValue(decoder.decode(m.value)), meta);
             if (upsert) line = upsertLine(line, offset);
           }
@@ -517,26 +404,11 @@ export class SinkService {
           end = arena.position;
         }
       }
-      let raw: Buffer;
-      let keyStart: number;
-      let keyEnd: number;
-      let valueStart: number;
-      let valueEnd: number;
-      if (j >= 0) {
-        // Already copied into the job's input, which came back from the worker.
-        const index = pooled!.index;
-        raw = pooled!.input;
-        valueStart = index[4 * j]!;
-        valueEnd = index[4 * j + 1]!;
-        keyStart = index[4 * j + 2]!;
-        keyEnd = index[4 * j + 3]!;
-      } else {
-        raw = rawArena.reserve((key?.length ?? 0) + (value?.length ?? 0));
-        keyStart = key === null ? -1 : rawArena.writeBytes(key);
-        keyEnd = key === null ? -1 : rawArena.position;
-        valueStart = value === null ? -1 : rawArena.writeBytes(value);
-        valueEnd = value === null ? -1 : rawArena.position;
-      }
+      const raw = rawArena.reserve((key?.length ?? 0) + (value?.length ?? 0));
+      const keyStart = key === null ? -1 : rawArena.writeBytes(key);
+      const keyEnd = key === null ? -1 : rawArena.position;
+      const valueStart = value === null ? -1 : rawArena.writeBytes(value);
+      const valueEnd = value === null ? -1 : rawArena.position;
       const headers = hasKeys(m.headers) ? m.headers : undefined;
       const entry: Entry = {
         offset,
@@ -889,9 +761,6 @@ export class SinkService {
     }
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    // After the drain: a batch still waiting for its lines is dropped unresolved (re-read later).
-    const pool = this.d.encodePool;
-    if (pool) await step('stop encode workers', () => withTimeout(pool.stop(), 5_000, 'stopping the encode workers'));
     await step('leave group', () =>
       withTimeout(this.d.source.stop(), Math.max(1_000, deadline - this.d.clock.now()), 'leaving the group'),
     );
