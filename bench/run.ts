@@ -580,6 +580,8 @@ interface LatencyResult {
   p999Ms: number;
   maxMs: number;
   producerMaxBehindMs: number;
+  /** CPU in use while sending, in cores: pgsink, Postgres, the broker, this harness (the producer). */
+  cores: { pgsink: number; postgres: number | null; kafka: number | null; generator: number };
 }
 
 /**
@@ -610,6 +612,10 @@ async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
   let start = 0;
   let behind = 0;
   let lastSendAt = 0;
+  let cpu0: CpuSnapshot | undefined;
+  let cpu1: CpuSnapshot | undefined;
+  let self0 = process.cpuUsage();
+  let selfCpu = 0;
   try {
     await withWorker(
       new Worker(job, (m) => {
@@ -619,6 +625,8 @@ async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
         await w.waitFor('assigned', 60_000);
         await sleep(1_000); // the first fetch requests are out
         const inflight = new Set<Promise<void>>();
+        cpu0 = cpuSnapshot(c, w.pid);
+        self0 = process.cpuUsage();
         start = wallNow();
         const gap = 1000 / rate;
         let sent = 0;
@@ -649,6 +657,9 @@ async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
           }
           await sleep(5);
         }
+        cpu1 = cpuSnapshot(c, w.pid);
+        const self = process.cpuUsage(self0);
+        selfCpu = (self.user + self.system) / 1e6;
         await Promise.all(inflight);
         await w.waitFor('done', 120_000 + LATENCY_SECONDS * 2000);
       },
@@ -679,6 +690,16 @@ async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
     p999Ms: percentile(sorted, 99.9),
     maxMs: sorted.length ? sorted[sorted.length - 1]! : NaN,
     producerMaxBehindMs: behind,
+    cores: (() => {
+      const secs = Math.max(0.001, (lastSendAt - start) / 1000);
+      const d = cpu0 && cpu1 ? cpuDelta(cpu0, cpu1) : undefined;
+      return {
+        pgsink: d ? d.pgsink / secs : NaN,
+        postgres: d?.postgres === undefined ? null : d.postgres / secs,
+        kafka: d?.kafka === undefined ? null : d.kafka / secs,
+        generator: selfCpu / secs,
+      };
+    })(),
   };
 }
 
@@ -1051,6 +1072,10 @@ async function measure(
   );
   out(
     `            produce → row committed  p50 ${latency.p50Ms.toFixed(0)} ms, p90 ${latency.p90Ms.toFixed(0)} ms, p99 ${latency.p99Ms.toFixed(0)} ms, p99.9 ${latency.p999Ms.toFixed(0)} ms, max ${latency.maxMs.toFixed(0)} ms (producer at most ${latency.producerMaxBehindMs.toFixed(0)} ms behind schedule; ${checkpoint})`,
+  );
+  const coresText = (v: number | null) => (v === null ? 'n/a' : v.toFixed(2));
+  out(
+    `            CPU in use while sending, in cores of ${availableParallelism()}: pgsink ${coresText(latency.cores.pgsink)}, postgres ${coresText(latency.cores.postgres)}, broker ${coresText(latency.cores.kafka)}, this harness's producer ${coresText(latency.cores.generator)}`,
   );
   const cpuText = (v: number | null, what: string) =>
     v === null ? `${what} n/a (not local)` : `${what} ${v.toFixed(1)}`;
