@@ -73,7 +73,8 @@ export const configSchema = z
       /**
        * Upper bound of one fetch for one partition: the most a paused partition can overshoot.
        * kafkajs holds a whole fetch response (up to 8× this) and its decoded messages at once,
-       * outside the backpressure budget; 512 KiB keeps that small without slowing the fetch.
+       * outside the backpressure budget; 512 KiB keeps that smaller, at the same throughput in
+       * paired runs.
        */
       maxBytesPerPartition: positiveInt.default(512 * 1024),
       connectionTimeoutMs: positiveInt.default(10_000),
