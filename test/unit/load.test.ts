@@ -53,7 +53,7 @@ describe('parseConfig: defaults', () => {
       sessionTimeoutMs: 30_000,
       heartbeatIntervalMs: 3_000,
       rebalanceTimeoutMs: 60_000,
-      maxBytesPerPartition: 512 * 1024,
+      maxBytesPerPartition: 256 * 1024,
       connectionTimeoutMs: 10_000,
     });
     expect(c.postgres).toMatchObject({
