@@ -74,9 +74,9 @@ export const configSchema = z
        * Upper bound of one fetch for one partition: the most a paused partition can overshoot.
        * kafkajs holds a whole fetch response (up to 8× this) and its decoded messages at once,
        * outside the backpressure budget, long enough for the garbage collector to promote them.
-       * In paired runs 256 KiB peaked 15–20 MiB lower than 512 KiB and 1 MiB lower still,
-       * at the same throughput; raise it for a partition behind a slow link (one fetch per
-       * round trip).
+       * In paired runs 256 KiB peaked about 14 MiB lower than 512 KiB, and 512 KiB lower than
+       * 1 MiB, at the same throughput; raise it for a partition behind a slow link (one fetch
+       * per round trip).
        */
       maxBytesPerPartition: positiveInt.default(256 * 1024),
       connectionTimeoutMs: positiveInt.default(10_000),
