@@ -19,8 +19,8 @@
 // table is locked and producers keep going (backpressure). Prints one table; writes the same
 // as JSON. Every subject but K₀ runs kafkajs with pgsink's record batch decoder.
 // KAFKA_BROKERS / DATABASE_URL choose the servers; else the project's stack is started.
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -585,8 +585,216 @@ interface LatencyResult {
   p999Ms: number;
   maxMs: number;
   producerMaxBehindMs: number;
-  /** CPU in use while sending, in cores: pgsink, Postgres, the broker, this harness (the producer). */
+  /** CPU in use while sending, in cores: pgsink, Postgres, the broker, the producer. */
   cores: { pgsink: number; postgres: number | null; kafka: number | null; generator: number };
+  /** Which open-loop producer sent the events. */
+  generator: string;
+}
+
+/** What an open-loop producer reports: when each (partition, offset) was due, how late it ran. */
+interface Sent {
+  /** When event 0 was due (wall clock, ms); event i is due at start + i × 1000 / rate. */
+  start: number;
+  /** Event index by partition and offset, -1 where unknown. */
+  indexAt: Int32Array[];
+  behindMs: number;
+  lastSendAt: number;
+  cpuSeconds: number;
+}
+
+const JAVA_GEN_SRC = join(root, 'bench', 'latency-producer', 'LatencyProducer.java');
+const JAVA_GEN_DIR = join(root, '.cache', 'bench-java');
+
+/**
+ * The Java generator's class path, compiled once from bench/latency-producer/ against the
+ * broker's own client jars; undefined (with the reason noted) where that is not possible, and
+ * the latency phase then sends with kafkajs.
+ */
+function javaGenerator(): { classPath: string } | { unavailable: string } {
+  const libs = join(root, '.cache', 'kafka-3.9.2', 'libs');
+  try {
+    readdirSync(libs);
+  } catch {
+    return { unavailable: `no Kafka client jars in ${libs} (stack/kafka.sh fetch)` };
+  }
+  const classPath = `${JAVA_GEN_DIR}:${libs}/*`;
+  try {
+    const built = join(JAVA_GEN_DIR, 'LatencyProducer.class');
+    const stale = !existsSync(built) || statSync(built).mtimeMs < statSync(JAVA_GEN_SRC).mtimeMs;
+    if (stale) {
+      mkdirSync(JAVA_GEN_DIR, { recursive: true });
+      execFileSync('javac', ['-cp', `${libs}/*`, '-d', JAVA_GEN_DIR, JAVA_GEN_SRC], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+    }
+    return { classPath };
+  } catch (err) {
+    return { unavailable: `javac failed: ${(err as Error).message.split('\n')[0]}` };
+  }
+}
+
+/** Sends with the Java client (bench/latency-producer/LatencyProducer.java). */
+async function sendWithJava(
+  c: Ctx,
+  classPath: string,
+  topic: string,
+  rate: number,
+  total: number,
+  ring: Buffer[],
+  onStart: () => void,
+): Promise<Sent> {
+  const tmp = join(JAVA_GEN_DIR, `run-${process.pid}-${Date.now()}`);
+  const ringFile = `${tmp}.ring`;
+  const outFile = `${tmp}.out`;
+  const head = Buffer.alloc(4);
+  head.writeInt32BE(ring.length);
+  const parts: Buffer[] = [head];
+  for (const v of ring) {
+    const len = Buffer.alloc(4);
+    len.writeInt32BE(v.length);
+    parts.push(len, v);
+  }
+  writeFileSync(ringFile, Buffer.concat(parts));
+  const child = spawn(
+    'java',
+    [
+      '-Xms64m',
+      '-Xmx256m',
+      '-XX:+UseSerialGC',
+      // C1 only: C2's compile threads would take CPU from pgsink during the phase.
+      '-XX:TieredStopAtLevel=1',
+      '-Dlog4j.configuration=file:/dev/null',
+      '-cp',
+      classPath,
+      'LatencyProducer',
+      c.brokers.join(','),
+      topic,
+      String(PARTITIONS),
+      String(rate),
+      String(total),
+      ringFile,
+      outFile,
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  live.add(child);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const lines: string[] = [];
+  let wake: (() => void) | undefined;
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, nl).trim());
+      buf = buf.slice(nl + 1);
+      wake?.();
+    }
+  });
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  const line = async (prefix: string, timeoutMs: number): Promise<string> => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const i = lines.findIndex((l) => l.startsWith(prefix));
+      if (i >= 0) return lines.splice(i, 1)[0]!;
+      if (child.exitCode !== null || Date.now() > until)
+        throw new Error(
+          `the Java latency producer stopped before '${prefix}': ${stderr.trim() || `exit ${child.exitCode}`}`,
+        );
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 200);
+      });
+    }
+  };
+  try {
+    await line('ready', 60_000);
+    // Connected: start on a schedule a moment ahead.
+    const start = wallNow() + 200;
+    child.stdin!.write(`go ${start}\n`);
+    while (wallNow() < start) await sleep(1);
+    onStart();
+    const cpu0 = cpuSeconds(child.pid!) ?? 0;
+    const done = await line('done', 120_000 + (total / rate) * 2000);
+    const cpuSecondsUsed = (cpuSeconds(child.pid!) ?? cpu0) - cpu0;
+    const [, behind, errors, last] = done.split(' ');
+    if (Number(errors) > 0) throw new Error(`the Java latency producer had ${errors} failed sends`);
+    await exited;
+    const out = readFileSync(outFile);
+    const indexAt: Int32Array[] = [];
+    let o = 0;
+    for (let part = 0; part < PARTITIONS; part++) {
+      const n = out.readInt32BE(o);
+      o += 4;
+      const a = new Int32Array(n);
+      for (let k = 0; k < n; k++, o += 4) a[k] = out.readInt32BE(o);
+      indexAt.push(a);
+    }
+    return { start, indexAt, behindMs: Number(behind), lastSendAt: Number(last), cpuSeconds: cpuSecondsUsed };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    live.delete(child);
+    rmSync(ringFile, { force: true });
+    rmSync(outFile, { force: true });
+  }
+}
+
+/** Sends with kafkajs from this process (where the Java client cannot run). */
+async function sendWithKafkajs(
+  c: Ctx,
+  topic: string,
+  rate: number,
+  total: number,
+  ring: Buffer[],
+  onStart: () => void,
+): Promise<Sent> {
+  const perPartition = Math.ceil(total / PARTITIONS) + 2;
+  const indexAt = Array.from({ length: PARTITIONS }, () => new Int32Array(perPartition).fill(-1));
+  const producer = await connectedProducer(c);
+  try {
+    const start = wallNow() + 200;
+    while (wallNow() < start) await sleep(1);
+    onStart();
+    const self0 = process.cpuUsage();
+    const inflight = new Set<Promise<void>>();
+    const gap = 1000 / rate;
+    let sent = 0;
+    let behind = 0;
+    let lastSendAt = start;
+    while (sent < total) {
+      const now = wallNow();
+      const due = Math.min(total, Math.floor(((now - start) * rate) / 1000));
+      if (due > sent) {
+        behind = Math.max(behind, now - (start + sent * gap));
+        const from = sent;
+        const messages = [];
+        for (let i = from; i < due; i++)
+          messages.push({ key: String(i), value: ring[i % ring.length]!, partition: i % PARTITIONS });
+        sent = due;
+        lastSendAt = now;
+        const p: Promise<void> = producer.send({ topic, messages, acks: 1 }).then((meta) => {
+          for (const r of meta) {
+            const part = r.partition;
+            let offset = Number(r.baseOffset);
+            let i = from + ((part - (from % PARTITIONS) + PARTITIONS) % PARTITIONS);
+            for (; i < due; i += PARTITIONS) {
+              if (offset < perPartition) indexAt[part]![offset] = i;
+              offset++;
+            }
+          }
+        });
+        inflight.add(p);
+        void p.finally(() => inflight.delete(p));
+      }
+      await sleep(5);
+    }
+    const self = process.cpuUsage(self0);
+    await Promise.all(inflight);
+    return { start, indexAt, behindMs: behind, lastSendAt, cpuSeconds: (self.user + self.system) / 1e6 };
+  } finally {
+    await producer.disconnect();
+  }
 }
 
 /**
@@ -609,76 +817,43 @@ async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
     reportFlushes: true,
     statsEveryMs: 0,
   };
-  const perPartition = Math.ceil(total / PARTITIONS) + 1;
-  const sendAt = Array.from({ length: PARTITIONS }, () => new Float64Array(perPartition));
   const type = benchType();
   const ring = [...benchMessages(type, 0, Math.min(total, 20_000), PARTITIONS)].map((m) => m.value);
-  const producer = await connectedProducer(c);
-  let start = 0;
-  let behind = 0;
-  let lastSendAt = 0;
+  const java = javaGenerator();
+  const generator =
+    'classPath' in java
+      ? 'the Java client (bench/latency-producer)'
+      : `kafkajs in the harness (${java.unavailable})`;
+  let sent: Sent | undefined;
   let cpu0: CpuSnapshot | undefined;
   let cpu1: CpuSnapshot | undefined;
-  let self0 = process.cpuUsage();
-  let selfCpu = 0;
-  try {
-    await withWorker(
-      new Worker(job, (m) => {
-        if (m.type === 'flush') flushes.push(m);
-      }),
-      async (w) => {
-        await w.waitFor('assigned', 60_000);
-        await sleep(1_000); // the first fetch requests are out
-        const inflight = new Set<Promise<void>>();
-        cpu0 = cpuSnapshot(c, w.pid);
-        self0 = process.cpuUsage();
-        start = wallNow();
-        const gap = 1000 / rate;
-        let sent = 0;
-        while (sent < total) {
-          const now = wallNow();
-          const due = Math.min(total, Math.floor(((now - start) * rate) / 1000));
-          if (due > sent) {
-            behind = Math.max(behind, now - (start + sent * gap));
-            const from = sent;
-            const messages = [];
-            for (let i = from; i < due; i++)
-              messages.push({ key: String(i), value: ring[i % ring.length]!, partition: i % PARTITIONS });
-            sent = due;
-            lastSendAt = now;
-            const p: Promise<void> = producer.send({ topic, messages, acks: 1 }).then((meta) => {
-              for (const r of meta) {
-                const part = r.partition;
-                let offset = Number(r.baseOffset);
-                let i = from + ((part - (from % PARTITIONS) + PARTITIONS) % PARTITIONS);
-                for (; i < due; i += PARTITIONS) {
-                  if (offset < perPartition) sendAt[part]![offset] = start + i * gap;
-                  offset++;
-                }
-              }
-            });
-            inflight.add(p);
-            void p.finally(() => inflight.delete(p));
-          }
-          await sleep(5);
-        }
-        cpu1 = cpuSnapshot(c, w.pid);
-        const self = process.cpuUsage(self0);
-        selfCpu = (self.user + self.system) / 1e6;
-        await Promise.all(inflight);
-        await w.waitFor('done', 120_000 + LATENCY_SECONDS * 2000);
-      },
-    );
-  } finally {
-    await producer.disconnect();
-  }
+  await withWorker(
+    new Worker(job, (m) => {
+      if (m.type === 'flush') flushes.push(m);
+    }),
+    async (w) => {
+      await w.waitFor('assigned', 60_000);
+      await sleep(1_000); // the first fetch requests are out
+      const onStart = () => (cpu0 = cpuSnapshot(c, w.pid));
+      sent =
+        'classPath' in java
+          ? await sendWithJava(c, java.classPath, topic, rate, total, ring, onStart)
+          : await sendWithKafkajs(c, topic, rate, total, ring, onStart);
+      cpu1 = cpuSnapshot(c, w.pid);
+      await w.waitFor('done', 120_000 + LATENCY_SECONDS * 2000);
+    },
+  );
+  const gap = 1000 / rate;
   await countAndDrop(c, quoted, total, 'latency phase');
   const lat: number[] = [];
+  const { start, indexAt, behindMs, lastSendAt } = sent!;
   for (const f of flushes) {
-    const times = sendAt[f.partition]!;
-    for (let o = f.first; o <= f.last && o < perPartition; o++) {
-      const t = times[o]!;
-      if (t > 0 && t >= start + LATENCY_WARMUP_MS) lat.push(f.at - t);
+    const index = indexAt[f.partition]!;
+    for (let o = f.first; o <= f.last && o < index.length; o++) {
+      const i = index[o]!;
+      if (i < 0) continue;
+      const t = start + i * gap;
+      if (t >= start + LATENCY_WARMUP_MS) lat.push(f.at - t);
     }
   }
   const sorted = Float64Array.from(lat).sort();
@@ -694,7 +869,7 @@ async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
     p99Ms: percentile(sorted, 99),
     p999Ms: percentile(sorted, 99.9),
     maxMs: sorted.length ? sorted[sorted.length - 1]! : NaN,
-    producerMaxBehindMs: behind,
+    producerMaxBehindMs: behindMs,
     cores: (() => {
       const secs = Math.max(0.001, (lastSendAt - start) / 1000);
       const d = cpu0 && cpu1 ? cpuDelta(cpu0, cpu1) : undefined;
@@ -702,9 +877,10 @@ async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
         pgsink: d ? d.pgsink / secs : NaN,
         postgres: d?.postgres === undefined ? null : d.postgres / secs,
         kafka: d?.kafka === undefined ? null : d.kafka / secs,
-        generator: selfCpu / secs,
+        generator: sent!.cpuSeconds / secs,
       };
     })(),
+    generator,
   };
 }
 
@@ -1080,7 +1256,7 @@ async function measure(
   );
   const coresText = (v: number | null) => (v === null ? 'n/a' : v.toFixed(2));
   out(
-    `            CPU in use while sending, in cores of ${availableParallelism()}: pgsink ${coresText(latency.cores.pgsink)}, postgres ${coresText(latency.cores.postgres)}, broker ${coresText(latency.cores.kafka)}, this harness's producer ${coresText(latency.cores.generator)}`,
+    `            sent by ${latency.generator}; CPU in use while sending, in cores of ${availableParallelism()}: pgsink ${coresText(latency.cores.pgsink)}, postgres ${coresText(latency.cores.postgres)}, broker ${coresText(latency.cores.kafka)}, producer ${coresText(latency.cores.generator)}`,
   );
   const cpuText = (v: number | null, what: string) =>
     v === null ? `${what} n/a (not local)` : `${what} ${v.toFixed(1)}`;
