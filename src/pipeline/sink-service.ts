@@ -44,6 +44,8 @@ interface PartitionState {
   epoch: number;
   assigned: boolean;
   fence: Promise<number> | undefined;
+  /** The offset after the last record buffered in this epoch: anything below is in already. */
+  buffered: number | undefined;
   inFlight: Promise<void> | undefined;
   /** Consecutive failures of the sink (flush) or the decoder (registry) for backoff. */
   attempts: number;
@@ -137,12 +139,38 @@ export class SinkService {
     } finally {
       this.checkin(client);
     }
+    await this.openFlushConnections();
     this.state = 'running';
     await this.d.source.start({
       onAssignment: (tps) => this.onAssignment(tps),
       onBatch: (b) => this.onBatch(b),
       onFatal: (err) => this.onFatal(err),
     });
+  }
+
+  /**
+   * Opens the connections the flushes will use before the first record is fetched: the first
+   * flushes do not pay for connecting (it showed in the latency tail), and a server that cannot
+   * give that many connections is reported at start, not at the first flush.
+   */
+  private async openFlushConnections(): Promise<void> {
+    const want = Math.min(
+      this.d.config.backpressure.maxConcurrentFlushes,
+      this.d.pool.options.max ?? Infinity,
+    );
+    const opened = await Promise.allSettled(Array.from({ length: want }, () => this.checkout()));
+    for (const r of opened) if (r.status === 'fulfilled') this.checkin(r.value);
+    const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      const code = (failed.reason as { code?: string }).code ?? 'CONNECT_FAILED';
+      throw new PgsinkError(
+        'postgres',
+        `cannot open the ${want} Postgres connections that backpressure.maxConcurrentFlushes asks for: ` +
+          `${errorMessage(failed.reason)} (${code}). Lower backpressure.maxConcurrentFlushes, or raise the ` +
+          `connection limit of the role or the server (max_connections).`,
+        { code, retriable: true, cause: failed.reason },
+      );
+    }
   }
 
   /** auto-create / auto-evolve, when the route opts in; mismatched types are only reported. */
@@ -203,6 +231,7 @@ export class SinkService {
       st.epoch++;
       st.buffer.clear();
       st.fence = undefined;
+      st.buffered = undefined;
       st.assigned = next.has(st.key);
       st.holdUntil = undefined;
       st.attempts = 0;
@@ -224,6 +253,7 @@ export class SinkService {
         epoch: 0,
         assigned: true,
         fence: undefined,
+        buffered: undefined,
         inFlight: undefined,
         attempts: 0,
         holdUntil: undefined,
@@ -301,9 +331,17 @@ export class SinkService {
     }
     if (epoch !== st.epoch || this.state !== 'running') return;
 
+    // Below the fence: in Postgres. Below `buffered`: in this epoch's buffer or flushed from
+    // it. Neither is written again, whatever the client hands over.
+    const from = Math.max(fence, st.buffered ?? 0);
+    if (st.buffered !== undefined && Number(msgs[0]!.offset) < st.buffered)
+      this.d.logger.warn(
+        { ...st.tp, first: msgs[0]!.offset, last: lastOffset, buffered: st.buffered },
+        'the Kafka client delivered records that are already buffered; they are skipped',
+      );
     let entries: Entry[];
     try {
-      entries = this.decodeAll(st, msgs, fence);
+      entries = this.decodeAll(st, msgs, from);
     } catch (err) {
       this.hold(st, err as Error, 'decode');
       return;
@@ -316,6 +354,7 @@ export class SinkService {
       bytes += size;
     }
     this.bp.add(key, bytes);
+    st.buffered = Math.max(st.buffered ?? 0, lastOffset + 1);
     batch.resolveOffset(msgs[msgs.length - 1]!.offset);
     st.attempts = 0;
     this.d.observer.recordsConsumed(st.tp.topic, st.tp.partition, entries.length);

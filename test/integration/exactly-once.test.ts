@@ -107,6 +107,47 @@ describe('exactly once', () => {
     expect(ownerSkipped).toBe(zombieRows);
   });
 
+  it('writes nothing twice when the Kafka client hands over records that are already buffered', async () => {
+    const f = await ordersFixture(kafka, pool, 3, 'redeliver');
+    const N = 600;
+    await produceOrders(kafka, f.topic, 0, N);
+    let redelivered = 0;
+    // Every batch reaches the pipeline twice: once as fetched, once more right after (as a
+    // client that lost its fetch position would). Linger is long, so all of it is buffered.
+    const p = createPipeline(
+      testConfig(f, {
+        batch: { maxRows: 100_000, maxBytes: 4 * 1024 * 1024, lingerMs: 30_000 },
+        shutdown: { deadlineMs: 60_000 },
+      }),
+      {
+        logger,
+        wrapSource: (s): KafkaSource => ({
+          ...s,
+          start: (h) =>
+            s.start({
+              ...h,
+              onBatch: async (b) => {
+                await h.onBatch(b);
+                redelivered += b.messages.length;
+                await h.onBatch(b);
+              },
+            }),
+        }),
+      },
+    );
+    await p.service.start();
+    try {
+      await waitFor(
+        'every record fetched',
+        async () => redelivered,
+        (n) => n >= N,
+      );
+    } finally {
+      await p.service.stop();
+    }
+    await exactlyOnce(f.table, N);
+  });
+
   it('when the Kafka commit is lost after the Postgres commit, a restart writes nothing twice', async () => {
     const f = await ordersFixture(kafka, pool, 3, 'lost');
     const N = 3_000;

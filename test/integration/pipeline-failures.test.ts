@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPipeline } from '../../src/pipeline/app.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import { kafkaClient, pgPool } from '../support/services.ts';
+import { databaseUrl, kafkaClient, pgPool, uniqueName } from '../support/services.ts';
 import {
   committedOffsets,
   countRows,
@@ -32,6 +32,56 @@ async function exactlyOnce(table: string, n: number): Promise<void> {
 }
 
 describe('pipeline failures', () => {
+  it('opens its flush connections at start, and says clearly when the server cannot give them', async () => {
+    const f = await ordersFixture(kafka, pool, 1, 'conn');
+    const started = createPipeline(testConfig(f, { backpressure: { maxConcurrentFlushes: 3 } }), { logger });
+    await started.service.start();
+    try {
+      const { rows } = await pool.query<{ n: string }>(
+        'SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1',
+        [`pgsink:${f.groupId}`],
+      );
+      expect(Number(rows[0]!.n)).toBeGreaterThanOrEqual(3);
+    } finally {
+      await started.service.stop();
+    }
+
+    // A role that may hold 2 connections cannot give 3 concurrent flushes one each.
+    const role = uniqueName('limited');
+    const db = new URL(databaseUrl()).pathname.slice(1);
+    await pool.query(`CREATE ROLE "${role}" LOGIN CONNECTION LIMIT 2`);
+    try {
+      await pool.query(`GRANT CREATE ON DATABASE "${db}" TO "${role}"`);
+      await pool.query(`GRANT ALL ON SCHEMA "${f.schema}" TO "${role}"`);
+      await pool.query(`GRANT ALL ON ALL TABLES IN SCHEMA "${f.schema}" TO "${role}"`);
+      const url = new URL(databaseUrl());
+      url.username = role;
+      url.password = '';
+      const limited = createPipeline(
+        testConfig(
+          { ...f, groupId: uniqueName('conn_g') },
+          {
+            postgres: { url: url.toString(), schema: `${f.schema}_limited` },
+            backpressure: { maxConcurrentFlushes: 3 },
+          },
+        ),
+        { logger },
+      );
+      const failure = await limited.service.start().then(
+        () => undefined,
+        (err: unknown) => err as Error & { code?: string; retriable?: boolean },
+      );
+      await limited.service.stop();
+      expect(failure?.message).toMatch(
+        /cannot open the 3 Postgres connections that backpressure\.maxConcurrentFlushes asks for: too many connections for role .*\(53300\)\. Lower backpressure\.maxConcurrentFlushes/,
+      );
+      expect(failure?.code).toBe('53300');
+    } finally {
+      await pool.query(`DROP OWNED BY "${role}"`);
+      await pool.query(`DROP ROLE "${role}"`);
+    }
+  });
+
   it('commits no offset while the flush fails, retries with the partition paused, and lands everything after recovery', async () => {
     const f = await ordersFixture(kafka, pool, 2, 'fail');
     const N = 1_000;
