@@ -33,8 +33,16 @@ export async function createTopic(kafka: Kafka, topic: string, numPartitions: nu
   }
 }
 
+/**
+ * Idempotent: a send that kafkajs retries (a timeout under load) must not write its records
+ * twice, or the tests' exact counts would blame the sink for the producer's duplicates.
+ */
 export async function connectedProducer(kafka: Kafka): Promise<Producer> {
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  const producer = kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
   await producer.connect();
   return producer;
 }
