@@ -41,11 +41,8 @@ interface LongStatic {
 export interface KafkajsDecoder {
   buffer: Buffer;
   offset: number;
-  readInt8(): number;
-  readInt16(): number;
   readInt32(): number;
   readInt64(): KafkajsLong;
-  readAll(): Buffer;
   slice(size: number): KafkajsDecoder;
   forward(size: number): void;
 }
@@ -128,7 +125,7 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
     return d.readInt64().toString();
   };
 
-  /** Decodes the records of one batch from buf[p..end) into out; see kafkajs record/v0. */
+  /** The `count` records of one batch in buf[p..end); see kafkajs' record/v0 decoder. */
   const decodeRecords = (
     buf: Buffer,
     p: number,

@@ -368,8 +368,11 @@ export class SinkService {
     this.armTimer(st.buffer.deadline());
   }
 
-  /** Decodes and encodes a fetched batch; records that cannot be written become dead letters. */
-  private decodeAll(st: PartitionState, msgs: FetchedBatch['messages'], fence: number): Entry[] {
+  /**
+   * Decodes and encodes a fetched batch from offset `from` on (records below it are in already);
+   * records that cannot be written become dead letters.
+   */
+  private decodeAll(st: PartitionState, msgs: FetchedBatch['messages'], from: number): Entry[] {
     const { decoder, plan, upsert, direct } = st.route;
     const deletes = st.route.config.deleteOnTombstone;
     const arena = st.arena;
@@ -384,7 +387,7 @@ export class SinkService {
     const out: Entry[] = [];
     for (const m of msgs) {
       const offset = Number(m.offset);
-      if (offset < fence) continue;
+      if (offset < from) continue;
       let line: string | null = null;
       let failure: Failure | undefined;
       // Set when the line was written straight into the arena (direct path).
