@@ -156,6 +156,7 @@ async function runPgsink(job: PgsinkJob, config: Config): Promise<void> {
     resumed: noop,
     lag: noop,
     buffered: noop,
+    notice: noop,
     rebalanced: (assigned) => void send({ type: 'assigned', partitions: assigned }),
     flushed: (r) => {
       rows += r.outcome.rowsWritten;

@@ -55,6 +55,12 @@ export const routeSchema = z.strictObject({
    * schema, a wrong table): the route stops consuming and the process reports not ready.
    */
   maxDeadLettersPerMinute: positiveInt.optional(),
+  /**
+   * Records deleted by retention before pgsink wrote them are always recorded (the gaps table,
+   * a metric, an error in the log). Then `continue` writes on from the log's first offset;
+   * `stop` holds the partition (not ready) until an operator moves it (pgsink replay).
+   */
+  onRetentionGap: z.enum(['continue', 'stop']).default('continue'),
   /** Offline mode: writer schema id → .avsc file, for ids the registry would otherwise resolve. */
   schemaIds: z.record(z.string().regex(/^\d+$/, 'schema ids are integers'), z.string()).default({}),
 });

@@ -10,7 +10,7 @@
 // - Every rebalance is eager: all partitions are revoked, fetch positions fall back to the
 //   committed offsets, and GROUP_JOIN announces the new assignment before fetching resumes.
 // - pause() does not stop batches already fetched from reaching eachBatch.
-import type { Consumer, EachBatchPayload, KafkaConfig, KafkaMessage, LogEntry } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, KafkaConfig, KafkaMessage, LogEntry } from 'kafkajs';
 import { Kafka, logLevel as KafkaLogLevel } from './kafkajs.ts';
 import type { Logger } from 'pino';
 
@@ -22,10 +22,21 @@ export interface TopicPartition {
 export interface FetchedBatch extends TopicPartition {
   messages: KafkaMessage[];
   highWatermark: string;
+  /** The offset this batch was fetched from: the client's position when it asked. */
+  fetchedOffset: number;
+  /**
+   * Where the client goes on once the last message is resolved: past the last message, and
+   * past control records or aborted messages it filtered out after it.
+   */
+  nextOffset: number;
+  /** True when a seek is pending for the partition: this batch was fetched before it. */
   isStale(): boolean;
   /** Marks everything up to `offset` as fetched (not committed). */
   resolveOffset(offset: string): void;
 }
+
+/** Where a seek goes: an offset, or the log's first or next offset. */
+export type SeekTarget = number | 'earliest' | 'latest';
 
 export interface SourceHandlers {
   /** The full new assignment after each group join; everything not in it is revoked. */
@@ -33,15 +44,25 @@ export interface SourceHandlers {
   onBatch(batch: FetchedBatch): Promise<void>;
   /** The client gave up (it will not restart by itself). */
   onFatal(err: Error): void;
+  /**
+   * The client skipped offsets [first, next) by itself: a fetch of only control records or
+   * aborted messages, resolved without being handed over. Optional: without it the pipeline
+   * learns of such a skip from the next batch's fetched offset (and checks the log start).
+   */
+  onFiltered?(tp: TopicPartition, first: number, next: number): void;
 }
 
 export interface KafkaSource {
   start(handlers: SourceHandlers): Promise<void>;
   pause(tps: readonly TopicPartition[]): void;
   resume(tps: readonly TopicPartition[]): void;
-  seek(tp: TopicPartition, offset: number): void;
+  seek(tp: TopicPartition, offset: SeekTarget): void;
   /** Commits `offset` (the next offset to read) as the group's position. */
   commit(tp: TopicPartition, offset: number): Promise<void>;
+  /** The group's committed offsets of these partitions, keyed `topic:partition`; -1 where none. */
+  committedOffsets(tps: readonly TopicPartition[]): Promise<Map<string, number>>;
+  /** Each partition's first offset still in the log (its low watermark), by partition. */
+  logStartOffsets(topic: string): Promise<Map<number, number>>;
   /** Stops fetching, leaves the group and disconnects. Idempotent. */
   stop(): Promise<void>;
 }
@@ -82,6 +103,13 @@ function kafkaLogger(logger: Logger) {
     };
 }
 
+/** kafkajs' special seek offsets. */
+function seekOffset(target: SeekTarget): string {
+  if (target === 'earliest') return '-2';
+  if (target === 'latest') return '-1';
+  return String(target);
+}
+
 export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
   const kafka = new Kafka({
     clientId: opts.clientId,
@@ -94,6 +122,27 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
   let stopping: Promise<void> | undefined;
   // After stop() (or before run()), kafkajs throws on pause/resume/seek; they are no-ops then.
   const live = (): Consumer | undefined => (stopping ? undefined : consumer);
+  // Offsets the consumer API does not give (the group's commits, the log start) come from an
+  // admin client of the same connection settings, connected on first use. Few retries: the
+  // callers have their own fallbacks and backoff.
+  let admin: Promise<Admin> | undefined;
+  const adminClient = (): Promise<Admin> => {
+    if (stopping) return Promise.reject(new Error('the Kafka source is stopped'));
+    admin ??= (async () => {
+      const a = new Kafka({
+        clientId: `${opts.clientId}-admin`,
+        ...opts.connection,
+        logLevel: KafkaLogLevel.NOTHING,
+        retry: { retries: 2, initialRetryTime: 300, maxRetryTime: 2_000 },
+      }).admin();
+      await a.connect();
+      return a;
+    })().catch((err: unknown) => {
+      admin = undefined;
+      throw err;
+    });
+    return admin;
+  };
 
   return {
     async start(handlers) {
@@ -116,6 +165,18 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
           ),
         );
       });
+      // kafkajs resolves a fetch whose records were all filtered (control records, aborted
+      // transactions) itself and announces it only through this instrumentation event
+      // (runner.js, emitted synchronously, before the next fetch).
+      c.on(c.events.START_BATCH_PROCESS, (e) => {
+        const b = e.payload;
+        if (b.batchSize !== 0 || b.firstOffset === null || b.firstOffset === undefined) return;
+        handlers.onFiltered?.(
+          { topic: b.topic, partition: b.partition },
+          Number(b.firstOffset),
+          Number(b.lastOffset) + 1,
+        );
+      });
       c.on(c.events.CRASH, (e) => {
         const err = e.payload.error;
         if (!e.payload.restart) handlers.onFatal(err);
@@ -134,6 +195,10 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
             partition: batch.partition,
             messages: batch.messages,
             highWatermark: batch.highWatermark,
+            fetchedOffset: Number((batch as unknown as { fetchedOffset: string }).fetchedOffset),
+            // Resolving the last message resolves batch.lastOffset() (kafkajs' runner), which
+            // includes the control records and aborted messages it filtered after it.
+            nextOffset: Number(batch.lastOffset()) + 1,
             isStale: p.isStale,
             resolveOffset: p.resolveOffset,
           });
@@ -147,16 +212,32 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
       if (tps.length) live()?.resume(group(tps));
     },
     seek(tp, offset) {
-      live()?.seek({ topic: tp.topic, partition: tp.partition, offset: String(offset) });
+      live()?.seek({ topic: tp.topic, partition: tp.partition, offset: seekOffset(offset) });
     },
     async commit(tp, offset) {
       const c = live();
       if (!c) throw new Error('the Kafka consumer has left the group; offset not committed');
       await c.commitOffsets([{ topic: tp.topic, partition: tp.partition, offset: String(offset) }]);
     },
+    async committedOffsets(tps) {
+      const a = await adminClient();
+      const topics = [...new Set(tps.map((tp) => tp.topic))];
+      const res = await a.fetchOffsets({ groupId: opts.groupId, topics });
+      const out = new Map<string, number>();
+      for (const t of res)
+        for (const p of t.partitions) out.set(`${t.topic}:${p.partition}`, Number(p.offset));
+      return out;
+    },
+    async logStartOffsets(topic) {
+      const a = await adminClient();
+      const res = await a.fetchTopicOffsets(topic);
+      return new Map(res.map((p) => [p.partition, Number(p.low)]));
+    },
     stop() {
       stopping ??= (async () => {
+        const closing = admin?.then((a) => a.disconnect()).catch(() => undefined);
         if (consumer) await consumer.disconnect();
+        await closing;
       })();
       return stopping;
     },

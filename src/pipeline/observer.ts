@@ -31,6 +31,23 @@ export interface FailureDetail {
   batch?: FailedFlush;
 }
 
+/**
+ * Rare things that happen to a partition's position, worth a metric and a log line each:
+ * - reread: Postgres' fence was behind Kafka's committed offset (or behind what this process
+ *   had written), so offsets first..last are read and written again (a restore, a failover);
+ * - retention-gap: offsets first..last were deleted by retention before they were written.
+ */
+export type PartitionNotice =
+  | { kind: 'reread'; topic: string; partition: number; first: number; last: number }
+  | {
+      kind: 'retention-gap';
+      topic: string;
+      partition: number;
+      first: number;
+      last: number;
+      action: 'continue' | 'stop';
+    };
+
 export interface SinkObserver {
   recordsConsumed(topic: string, partition: number, count: number): void;
   flushed(report: FlushReport): void;
@@ -41,6 +58,7 @@ export interface SinkObserver {
   rebalanced(assigned: number): void;
   lag(topic: string, partition: number, lag: number): void;
   buffered(totalBytes: number): void;
+  notice(n: PartitionNotice): void;
 }
 
 export class SinkStats implements SinkObserver {
@@ -55,6 +73,7 @@ export class SinkStats implements SinkObserver {
   bufferedBytes = 0;
   readonly lagByPartition = new Map<string, number>();
   readonly flushReasons: Record<FlushReason, number> = { rows: 0, bytes: 0, linger: 0, drain: 0 };
+  readonly notices: PartitionNotice[] = [];
 
   recordsConsumed(_t: string, _p: number, count: number): void {
     this.consumedTotal += count;
@@ -86,6 +105,11 @@ export class SinkStats implements SinkObserver {
     this.bufferedBytes = totalBytes;
     if (totalBytes > this.maxBufferedBytes) this.maxBufferedBytes = totalBytes;
   }
+  notice(n: PartitionNotice): void {
+    // Bounded: a process that keeps seeing them keeps the latest.
+    if (this.notices.length >= 1_000) this.notices.shift();
+    this.notices.push(n);
+  }
 }
 
 /** Fans one report out to several observers. */
@@ -105,5 +129,6 @@ export function observers(...list: SinkObserver[]): SinkObserver {
     rebalanced: each('rebalanced'),
     lag: each('lag'),
     buffered: each('buffered'),
+    notice: each('notice'),
   };
 }

@@ -10,17 +10,21 @@
 // - Order: one flush in flight per partition; batches are taken in offset order.
 // - Outage is not poison: a failing flush puts its batch back, pauses the partition and
 //   retries with capped, jittered backoff.
+// - Postgres is the source of truth: each partition starts from its fence whichever side is
+//   ahead, a flush that finds the fence behind what this process wrote (a failover, a
+//   restore) reads the partition again from it, and offsets the client skips are checked
+//   against the log start so that a retention gap is recorded, never skipped quietly.
 import type pg from 'pg';
 import { Backpressure } from '../batch/backpressure.ts';
 import { PartitionBuffer, type Batch, type FlushReason } from '../batch/partition-buffer.ts';
 import type { Config } from '../config/schema.ts';
-import type { FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
+import type { FetchedBatch, KafkaSource, SeekTarget, TopicPartition } from '../kafka/source.ts';
 import { assertRecordValue, type RecordMeta } from '../sink/columns.ts';
 import { LineOverflow, type DirectLineEncoder } from '../sink/direct-line.ts';
 import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { assertUniqueKey, deleteLine, upsertLine } from '../sink/upsert.ts';
-import { flushBatch, readFences, type Entry, type Failure } from '../sink/flush.ts';
+import { FenceBehind, flushBatch, readFences, type Entry, type Failure } from '../sink/flush.ts';
 import { RowArena } from '../sink/row-arena.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { backoffDelay } from '../util/backoff.ts';
@@ -40,12 +44,23 @@ interface PartitionState {
   /** Where this partition's buffered rows live (src/sink/row-arena.ts). */
   readonly arena: RowArena;
   readonly rawArena: RowArena;
-  /** Bumped on every group join: work of an older epoch must not touch this one's state. */
+  /**
+   * Bumped on every group join and when the partition is read again from its fence: work of
+   * an older epoch must not touch this one's state.
+   */
   epoch: number;
   assigned: boolean;
-  fence: Promise<number> | undefined;
-  /** The offset after the last record buffered in this epoch: anything below is in already. */
-  buffered: number | undefined;
+  /** Settles once the partition's start position is known (and sought, when it had to be). */
+  positioned: Promise<void> | undefined;
+  /** The fence as this process last read or wrote it; undefined while there is no fence row. */
+  fence: number | undefined;
+  /**
+   * The offset the client must fetch next: the fence after positioning, then the end of the
+   * last buffered batch. Below it, everything is buffered or written; a batch fetched from
+   * above it means the client skipped offsets (checked against the log start). Undefined
+   * while the client's own start (Kafka's committed offset, else fromBeginning) is accepted.
+   */
+  next: number | undefined;
   inFlight: Promise<void> | undefined;
   /** Consecutive failures of the sink (flush) or the decoder (registry) for backoff. */
   attempts: number;
@@ -145,6 +160,7 @@ export class SinkService {
       onAssignment: (tps) => this.onAssignment(tps),
       onBatch: (b) => this.onBatch(b),
       onFatal: (err) => this.onFatal(err),
+      onFiltered: (tp, first, next) => this.onFiltered(tp, first, next),
     });
   }
 
@@ -230,10 +246,12 @@ export class SinkService {
     for (const st of this.states.values()) {
       st.epoch++;
       st.buffer.clear();
+      st.positioned = undefined;
       st.fence = undefined;
-      st.buffered = undefined;
+      st.next = undefined;
       st.assigned = next.has(st.key);
       st.holdUntil = undefined;
+      st.holdReason = undefined;
       st.attempts = 0;
       this.bp.forget(st.key);
       this.waiting.delete(st);
@@ -252,8 +270,9 @@ export class SinkService {
         rawArena: new RowArena(),
         epoch: 0,
         assigned: true,
+        positioned: undefined,
         fence: undefined,
-        buffered: undefined,
+        next: undefined,
         inFlight: undefined,
         attempts: 0,
         holdUntil: undefined,
@@ -264,10 +283,16 @@ export class SinkService {
         commitWanted: undefined,
       });
     }
-    // Fences for the whole assignment in one query; each partition awaits its own.
+    // Fences for the whole assignment in one query, Kafka's commits in one request; each
+    // partition's first batch waits for its own position.
+    const mine = [...this.states.values()].filter((st) => st.assigned);
     const fences = this.loadFences();
-    for (const st of this.states.values()) {
-      if (st.assigned) st.fence = fences.then((m) => m.get(st.key) ?? 0);
+    const committed = this.loadCommitted(mine.map((st) => st.tp));
+    for (const st of mine) {
+      const epoch = st.epoch;
+      st.positioned = Promise.all([fences, committed]).then(([f, c]) =>
+        this.position(st, epoch, f.get(st.key), c?.get(st.key)),
+      );
     }
     // Partitions that kafkajs still holds paused from before the rebalance resume unless
     // they are still over a limit.
@@ -277,6 +302,75 @@ export class SinkService {
     this.d.observer.rebalanced(assigned.length);
     this.d.logger.info({ partitions: [...next] }, 'partitions assigned');
     this.applyBackpressure();
+  }
+
+  /**
+   * Where a partition starts. With a fence row, Postgres decides: the fence, whichever side
+   * Kafka's committed offset is on. Kafka ahead of it means Postgres lost commits that Kafka
+   * kept (a failover to an asynchronous replica, a restore): those records are read again.
+   * Kafka behind it means a Kafka commit was lost after its Postgres commit: skip ahead. Without
+   * a fence row (a new group, or Postgres restored from before pgsink ran), the client's own
+   * start stands: Kafka's committed offset, else kafka.fromBeginning.
+   */
+  private position(
+    st: PartitionState,
+    epoch: number,
+    fence: number | undefined,
+    committed: number | undefined,
+  ): void {
+    if (epoch !== st.epoch || !st.assigned || this.state !== 'running') return;
+    st.fence = fence;
+    st.next = fence;
+    if (committed !== undefined && committed >= 0) st.lastCommitted = committed;
+    if (fence === undefined || committed === fence) return;
+    // Not known (the request failed): seeking to the fence is right either way.
+    if (committed === undefined) {
+      this.d.source.seek(st.tp, fence);
+      this.commitSoon(st, fence);
+      return;
+    }
+    this.d.source.seek(st.tp, fence);
+    if (committed < 0) {
+      this.d.logger.info(
+        { ...st.tp, fence },
+        'no committed offset in Kafka; starting from the Postgres fence',
+      );
+      this.commitSoon(st, fence);
+    } else if (committed > fence) {
+      this.d.logger.warn(
+        { ...st.tp, fence, committed, records: committed - fence },
+        `Postgres is behind the committed offset: records ${fence}..${committed - 1} of ${st.key} are re-read; was Postgres restored or failed over?`,
+      );
+      this.d.observer.notice({ kind: 'reread', ...st.tp, first: fence, last: committed - 1 });
+    } else {
+      this.d.logger.info(
+        { ...st.tp, fence, committed },
+        'the Kafka commit is behind the Postgres fence (it was lost after Postgres committed); starting from the fence',
+      );
+      this.commitSoon(st, fence);
+    }
+  }
+
+  /** Kafka's committed offsets for the assignment; undefined when they cannot be read in time. */
+  private async loadCommitted(tps: TopicPartition[]): Promise<Map<string, number> | undefined> {
+    if (tps.length === 0) return new Map();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.d.source.committedOffsets(tps),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000);
+        }),
+      ]);
+    } catch (err) {
+      this.d.logger.warn(
+        { err: errorMessage(err) },
+        "cannot read Kafka's committed offsets; every partition with a fence starts from it",
+      );
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async loadFences(): Promise<Map<string, number>> {
@@ -311,16 +405,22 @@ export class SinkService {
     if (batch.messages.length === 0) return;
     const epoch = st.epoch;
     st.highWatermark = Number(batch.highWatermark);
-    const fence = await st.fence!;
-    if (epoch !== st.epoch || this.state !== 'running') return;
+    await st.positioned;
+    // A seek issued meanwhile (positioning) makes this batch one of the old position's.
+    if (epoch !== st.epoch || this.state !== 'running' || batch.isStale()) return;
 
     const msgs = batch.messages;
-    const lastOffset = Number(msgs[msgs.length - 1]!.offset);
-    if (lastOffset < fence) {
-      // Everything here is already in Postgres (an earlier owner wrote it, and its Kafka
+    if (st.next !== undefined && batch.fetchedOffset > st.next) {
+      // The client skipped offsets: filtered ones (control records, aborted transactions,
+      // compaction) are fine; ones deleted by retention before they were written are a gap.
+      if (!(await this.checkSkip(st, epoch, batch))) return;
+    }
+    const expected = st.next;
+    if (expected !== undefined && batch.nextOffset <= expected) {
+      // Everything here is in already (buffered, or written by an earlier owner whose Kafka
       // commit was lost): skip ahead, and bring Kafka's committed offset up to the fence.
-      this.d.source.seek(st.tp, fence);
-      if (st.lastCommitted === undefined || st.lastCommitted < fence) this.commitSoon(st, fence);
+      this.d.source.seek(st.tp, expected);
+      if (st.fence !== undefined && (st.lastCommitted ?? -1) < st.fence) this.commitSoon(st, st.fence);
       return;
     }
     try {
@@ -331,13 +431,12 @@ export class SinkService {
     }
     if (epoch !== st.epoch || this.state !== 'running') return;
 
-    // Below the fence: in Postgres. Below `buffered`: in this epoch's buffer or flushed from
-    // it. Neither is written again, whatever the client hands over.
-    const from = Math.max(fence, st.buffered ?? 0);
-    if (st.buffered !== undefined && Number(msgs[0]!.offset) < st.buffered)
+    // Below `next`: in this epoch's buffer, flushed from it, or below the fence.
+    const from = expected ?? 0;
+    if (expected !== undefined && batch.fetchedOffset < expected)
       this.d.logger.warn(
-        { ...st.tp, first: msgs[0]!.offset, last: lastOffset, buffered: st.buffered },
-        'the Kafka client delivered records that are already buffered; they are skipped',
+        { ...st.tp, fetched: batch.fetchedOffset, last: msgs[msgs.length - 1]!.offset, next: expected },
+        'the Kafka client delivered records that are already buffered or written; they are skipped',
       );
     let entries: Entry[];
     try {
@@ -346,6 +445,41 @@ export class SinkService {
       this.hold(st, err as Error, 'decode');
       return;
     }
+    const records = entries.length;
+    const lastOffset = Number(msgs[msgs.length - 1]!.offset);
+    // Offsets the client filtered after the last record (a transaction's commit marker).
+    if (batch.nextOffset > lastOffset + 1)
+      entries.push(skipEntry(lastOffset + 1, batch.nextOffset - 1, false));
+    this.bufferEntries(st, entries);
+    st.next = Math.max(st.next ?? 0, batch.nextOffset);
+    batch.resolveOffset(msgs[msgs.length - 1]!.offset);
+    st.attempts = 0;
+    this.d.observer.recordsConsumed(st.tp.topic, st.tp.partition, records);
+    this.d.observer.lag(
+      st.tp.topic,
+      st.tp.partition,
+      Math.max(0, st.highWatermark - (st.lastCommitted ?? st.fence ?? 0)),
+    );
+    this.applyBackpressure();
+    this.maybeFlush(st);
+    this.armTimer(st.buffer.deadline());
+  }
+
+  /**
+   * The client skipped offsets [first, next) by itself (nothing in them to write). Only a skip
+   * that starts where the partition is counts; any other shows as a jump and is checked. The
+   * fence moves past it with the next flush, so that it and the Kafka commit reach the end.
+   */
+  private onFiltered(tp: TopicPartition, first: number, next: number): void {
+    const st = this.states.get(`${tp.topic}:${tp.partition}`);
+    if (!st?.assigned || this.state !== 'running' || st.next !== first || next <= first) return;
+    st.next = next;
+    this.bufferEntries(st, [skipEntry(first, next - 1, false)]);
+    this.maybeFlush(st);
+    this.armTimer(st.buffer.deadline());
+  }
+
+  private bufferEntries(st: PartitionState, entries: readonly Entry[]): void {
     const now = this.d.clock.now();
     let bytes = 0;
     for (const entry of entries) {
@@ -353,19 +487,76 @@ export class SinkService {
       st.buffer.push(entry, size, now);
       bytes += size;
     }
-    this.bp.add(key, bytes);
-    st.buffered = Math.max(st.buffered ?? 0, lastOffset + 1);
-    batch.resolveOffset(msgs[msgs.length - 1]!.offset);
-    st.attempts = 0;
-    this.d.observer.recordsConsumed(st.tp.topic, st.tp.partition, entries.length);
-    this.d.observer.lag(
-      st.tp.topic,
-      st.tp.partition,
-      Math.max(0, st.highWatermark - (st.lastCommitted ?? fence)),
+    this.bp.add(st.key, bytes);
+  }
+
+  /**
+   * The batch was fetched from above `next`: the client skipped offsets. Returns true when the
+   * batch is to be taken (from its fetched offset on), false when it is dropped (left
+   * unresolved) — a seek or a hold has been arranged then.
+   *
+   * A client skips offsets it filtered itself (kafkajs resolves a fetch of only control
+   * records or aborted messages without handing it over), which is fine: they exist in the
+   * log. When `next` is below the log start, the records were deleted by retention before
+   * they were written (the client then resets to the log start or the end): that is a gap,
+   * recorded in the same transaction that moves the fence past it.
+   */
+  private async checkSkip(st: PartitionState, epoch: number, batch: FetchedBatch): Promise<boolean> {
+    const next = st.next!;
+    let logStart: number | undefined;
+    try {
+      logStart = (await this.d.source.logStartOffsets(st.tp.topic)).get(st.tp.partition);
+      if (logStart === undefined) throw new Error(`the broker gave no log start for ${st.key}`);
+    } catch (err) {
+      const e = new PgsinkError('kafka', `cannot read the log start of ${st.key}: ${errorMessage(err)}`, {
+        code: 'LOG_START_UNKNOWN',
+        retriable: true,
+        cause: err,
+      });
+      this.hold(st, e, 'kafka');
+      return false;
+    }
+    if (epoch !== st.epoch || this.state !== 'running') return false;
+    if (next >= logStart) {
+      this.d.logger.debug(
+        { ...st.tp, from: next, to: batch.fetchedOffset - 1 },
+        'the Kafka client skipped offsets it filtered (control records, aborted transactions)',
+      );
+      st.next = batch.fetchedOffset;
+      return true;
+    }
+    // Records at and beyond the fetched offset are in hand even if retention moved on since.
+    const end = Math.min(logStart, batch.fetchedOffset);
+    const first = next;
+    const last = end - 1;
+    const action = st.route.config.onRetentionGap;
+    this.d.observer.notice({ kind: 'retention-gap', ...st.tp, first, last, action });
+    const message =
+      `records ${first}..${last} of ${st.key} were deleted by retention before pgsink wrote them ` +
+      `(${last - first + 1} records lost)`;
+    if (action === 'stop') {
+      const err = new PgsinkError(
+        'kafka',
+        `${message}; the partition is stopped (routes[].onRetentionGap: stop). To go on, move the group past the gap with pgsink replay --to-earliest (the loss is then accepted), or set onRetentionGap: continue.`,
+        { code: 'RETENTION_GAP', retriable: false },
+      );
+      this.d.logger.error({ ...st.tp, first, last }, err.message);
+      this.hold(st, err, 'retention gap', undefined, Infinity);
+      return false;
+    }
+    this.d.logger.error(
+      { ...st.tp, first, last },
+      `${message}; the gap is recorded in ${this.tables.gaps} and writing goes on from offset ${end}`,
     );
-    this.applyBackpressure();
-    this.maybeFlush(st);
-    this.armTimer(st.buffer.deadline());
+    this.bufferEntries(st, [skipEntry(first, last, true)]);
+    st.next = end;
+    if (end < batch.fetchedOffset) {
+      // The client reset to the log's end (kafka.fromBeginning: false): records from the log
+      // start on are still there and are written.
+      this.d.source.seek(st.tp, end);
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -530,6 +721,7 @@ export class SinkService {
       columnList: st.route.columnList,
       tables: this.tables,
       upsert: st.route.upsert,
+      expectedFence: st.fence,
     };
     const describe = (): FailedFlush => ({
       topic: st.tp.topic,
@@ -555,6 +747,7 @@ export class SinkService {
       this.d.observer.flushed({ ...describe(), outcome });
       if (epoch !== st.epoch) return;
       this.bp.add(st.key, -batch.bytes);
+      st.fence = outcome.nextOffset;
       st.attempts = 0;
       if (st.holdUntil !== undefined) {
         this.d.logger.info({ ...st.tp }, 'sink recovered; partition resumes');
@@ -578,6 +771,10 @@ export class SinkService {
         });
         return;
       }
+      if (e instanceof FenceBehind) {
+        this.rewind(st, e);
+        return;
+      }
       st.buffer.requeue(batch);
       this.hold(st, e, 'flush', failed);
     }
@@ -596,7 +793,8 @@ export class SinkService {
         const want = st.commitWanted;
         st.commitWanted = undefined;
         if (want.epoch !== st.epoch || !st.assigned) continue;
-        if (st.lastCommitted !== undefined && st.lastCommitted >= want.offset) continue;
+        // Equal only: after a re-read from the fence the commit is brought back, below.
+        if (st.lastCommitted === want.offset) continue;
         await this.commit(st, want.offset);
       }
     })().finally(() => {
@@ -639,9 +837,60 @@ export class SinkService {
     this.applyBackpressure();
   }
 
-  /** Keeps a partition paused and retries after a capped, jittered backoff. */
-  private hold(st: PartitionState, err: Error, what: string, batch?: FailedFlush): void {
-    const delay = backoffDelay(st.attempts, this.d.config.retry, this.d.random);
+  /**
+   * Postgres' fence is behind what this process wrote: the transactions that moved it were
+   * lost (a failover to an asynchronous replica, a restore). Everything of this partition is
+   * dropped and read again from the fence (or, with no fence row left, from Kafka's committed
+   * offset, as at assignment); the Kafka commit follows the first flush back.
+   */
+  private rewind(st: PartitionState, e: FenceBehind): void {
+    const fence = e.fence;
+    const first = fence ?? 0;
+    this.d.logger.warn(
+      { ...st.tp, fence: fence ?? null, written: e.expected },
+      `Postgres is behind this process: its fence for ${st.key} is ${fence === undefined ? 'gone' : `at ${fence}`}, ` +
+        `but offsets up to ${e.expected - 1} had been written; they are read again from there. Was Postgres restored or failed over?`,
+    );
+    if (e.expected > first) this.d.observer.notice({ kind: 'reread', ...st.tp, first, last: e.expected - 1 });
+    st.epoch++;
+    st.buffer.clear();
+    this.bp.forget(st.key);
+    this.waiting.delete(st);
+    st.attempts = 0;
+    st.holdUntil = undefined;
+    st.holdReason = undefined;
+    st.lastCommitted = undefined;
+    st.commitWanted = undefined;
+    const epoch = st.epoch;
+    if (fence !== undefined) {
+      st.fence = fence;
+      st.next = fence;
+      st.positioned = Promise.resolve();
+      this.d.source.seek(st.tp, fence);
+    } else {
+      st.fence = undefined;
+      st.next = undefined;
+      st.positioned = this.loadCommitted([st.tp]).then((c) => {
+        if (epoch !== st.epoch || !st.assigned || this.state !== 'running') return;
+        const committed = c?.get(st.key);
+        const target: SeekTarget =
+          committed !== undefined && committed >= 0
+            ? committed
+            : this.d.config.kafka.fromBeginning
+              ? 'earliest'
+              : 'latest';
+        this.d.source.seek(st.tp, target);
+      });
+    }
+    this.applyBackpressure();
+  }
+
+  /**
+   * Keeps a partition paused and retries after a capped, jittered backoff (or, with
+   * `forMs` Infinity, until the partition is assigned again).
+   */
+  private hold(st: PartitionState, err: Error, what: string, batch?: FailedFlush, forMs?: number): void {
+    const delay = forMs ?? backoffDelay(st.attempts, this.d.config.retry, this.d.random);
     st.attempts++;
     st.holdUntil = this.d.clock.now() + delay;
     st.holdReason = what;
@@ -846,6 +1095,25 @@ function connectError(err: unknown, config: Config): PgsinkError {
     cause: err,
   });
 }
+
+/** The buffer entry that stands for offsets first..last with no record (see Entry.skip). */
+function skipEntry(first: number, last: number, lost: boolean): Entry {
+  return {
+    offset: last,
+    chunk: EMPTY,
+    start: -1,
+    end: -1,
+    raw: EMPTY,
+    keyStart: -1,
+    keyEnd: -1,
+    valueStart: -1,
+    valueEnd: -1,
+    headers: undefined,
+    skip: { first, lost },
+  };
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /** Without allocating (Object.keys would, once per record). */
 function hasKeys(o: object | undefined): boolean {

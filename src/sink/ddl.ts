@@ -8,11 +8,18 @@ export interface SinkTables {
   schema: string;
   fence: string;
   deadLetters: string;
+  /** Offset ranges deleted by retention before they were written. */
+  gaps: string;
 }
 
 export function sinkTables(schema: string): SinkTables {
   const s = quoteIdent(schema);
-  return { schema: s, fence: `${s}."offsets"`, deadLetters: `${s}."dead_letters"` };
+  return {
+    schema: s,
+    fence: `${s}."offsets"`,
+    deadLetters: `${s}."dead_letters"`,
+    gaps: `${s}."gaps"`,
+  };
 }
 
 export async function ensureSinkTables(client: pg.ClientBase, t: SinkTables): Promise<void> {
@@ -45,6 +52,16 @@ export async function ensureSinkTables(client: pg.ClientBase, t: SinkTables): Pr
     await client.query(
       `CREATE INDEX IF NOT EXISTS dead_letters_tpo ON ${t.deadLetters} (topic, partition, "offset")`,
     );
+    // Written in the transaction that moves the fence past the lost records.
+    await client.query(`CREATE TABLE IF NOT EXISTS ${t.gaps} (
+      id           bigserial   PRIMARY KEY,
+      group_id     text        NOT NULL,
+      topic        text        NOT NULL,
+      partition    integer     NOT NULL,
+      first_offset bigint      NOT NULL,
+      last_offset  bigint      NOT NULL,
+      detected_at  timestamptz NOT NULL DEFAULT now()
+    )`);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

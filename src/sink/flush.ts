@@ -2,9 +2,10 @@
 //
 //   BEGIN
 //   lock the fence row (group, topic, partition) → next offset to write
+//   a fence behind what this process wrote: Postgres lost commits → roll back, re-read
 //   drop entries below the fence (an earlier owner already wrote them)
 //   COPY the rows; on a data error, isolate the bad rows under savepoints
-//   insert the dead letters
+//   insert the dead letters and the retention gaps
 //   advance the fence to last offset + 1
 //   COMMIT
 //
@@ -15,6 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { IHeaders } from 'kafkajs';
+import { PgsinkError } from '../util/errors.ts';
 import type { SinkTables } from './ddl.ts';
 import { ensureStage, type UpsertPlan } from './upsert.ts';
 import { classifyPgError, copyLineOf, describePgError, sinkError, sqlstateOf } from './pg-errors.ts';
@@ -43,6 +45,14 @@ export interface Entry {
   valueEnd: number;
   headers: IHeaders | undefined;
   failure?: Failure;
+  /**
+   * Not a record: offsets [first, offset] hold nothing to write. Either the client filtered
+   * them (control records, aborted transactions: `lost` false), or retention deleted them
+   * before they were written (`lost` true: the flush records the range as a gap). Either way
+   * the flush that covers it moves the fence past it, so that the fence and the Kafka commit
+   * reach the end of the log.
+   */
+  skip?: { first: number; lost: boolean };
 }
 
 const slice = (e: Entry, from: number, to: number): Buffer | null =>
@@ -59,6 +69,31 @@ export interface FlushTarget {
   tables: SinkTables;
   /** Set for upsert routes: rows go through the staging table and a merge. */
   upsert?: UpsertPlan | undefined;
+  /**
+   * The fence as this process last read or wrote it, when it has one. A locked fence below it
+   * (or no fence row at all) means Postgres lost transactions that had committed (a failover
+   * to an asynchronous replica, a restore): the flush is refused with FenceBehind.
+   */
+  expectedFence?: number | undefined;
+}
+
+/**
+ * The fence in Postgres is behind what this process had written: Postgres lost commits. The
+ * partition must be read again from the fence (`fence`, or undefined when the row is gone).
+ */
+export class FenceBehind extends PgsinkError {
+  readonly fence: number | undefined;
+  readonly expected: number;
+
+  constructor(fence: number | undefined, expected: number, where: string) {
+    super(
+      'postgres',
+      `${where}: the fence in Postgres is ${fence === undefined ? 'missing' : `at offset ${fence}`}, but this process had written up to offset ${expected}`,
+      { code: 'FENCE_BEHIND', retriable: true },
+    );
+    this.fence = fence;
+    this.expected = expected;
+  }
 }
 
 export interface FlushOutcome {
@@ -68,6 +103,8 @@ export interface FlushOutcome {
   deadLettered: number;
   skippedBelowFence: number;
   isolated: boolean;
+  /** Retention gaps recorded: offset ranges lost before they were written. */
+  gaps: Array<{ first: number; last: number }>;
 }
 
 /** Contiguous rows of one chunk go out as one slice: no copy, no re-encoding. */
@@ -114,15 +151,20 @@ async function writeRows(client: pg.ClientBase, t: FlushTarget, rows: readonly E
  * Every response a flush waits for also waits for the event loop, which decoding keeps busy;
  * fewer round trips make flushes shorter under load.
  */
-async function beginAndLockFence(client: pg.ClientBase, t: FlushTarget): Promise<number> {
+async function beginAndLockFence(
+  client: pg.ClientBase,
+  t: FlushTarget,
+): Promise<{ next: number; created: boolean }> {
+  // xmax = 0 on the returned row: it was inserted now, not found and locked.
   const results = (await client.query(
     `BEGIN;
      INSERT INTO ${t.tables.fence} AS f (group_id, topic, partition, next_offset)
      VALUES (${client.escapeLiteral(t.groupId)}, ${client.escapeLiteral(t.topic)}, ${partitionLiteral(t.partition)}, 0)
      ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = f.next_offset
-     RETURNING next_offset`,
-  )) as unknown as Array<pg.QueryResult<{ next_offset: string }>>;
-  return Number(results[1]!.rows[0]!.next_offset);
+     RETURNING next_offset, (xmax = 0) AS created`,
+  )) as unknown as Array<pg.QueryResult<{ next_offset: string; created: boolean }>>;
+  const row = results[1]!.rows[0]!;
+  return { next: Number(row.next_offset), created: row.created };
 }
 
 /** Moves the fence past the batch and commits, in one round trip (see beginAndLockFence). */
@@ -220,6 +262,21 @@ async function insertDeadLetters(
   }
 }
 
+/** Records each retention gap (first..last offsets, as far as they are not below the fence). */
+async function insertGaps(
+  client: pg.ClientBase,
+  t: FlushTarget,
+  gaps: ReadonlyArray<{ first: number; last: number }>,
+): Promise<void> {
+  for (const g of gaps) {
+    await client.query(
+      `INSERT INTO ${t.tables.gaps} (group_id, topic, partition, first_offset, last_offset)
+       VALUES ($1, $2, $3, $4, $5)`,
+      [t.groupId, t.topic, t.partition, g.first, g.last],
+    );
+  }
+}
+
 async function attempt(
   client: pg.ClientBase,
   t: FlushTarget,
@@ -230,7 +287,19 @@ async function attempt(
   // Outside the transaction: a CREATE TEMP TABLE rolled back with it would be forgotten.
   if (t.upsert) await ensureStage(client, t.upsert);
   try {
-    const fence = await beginAndLockFence(client, t);
+    const locked = await beginAndLockFence(client, t);
+    const fence = locked.next;
+    if (t.expectedFence !== undefined && (locked.created || fence < t.expectedFence)) {
+      // Commits this process saw succeed are gone: writing this batch would leave the records
+      // between the fence and the batch unwritten for good. Nothing is written; the caller
+      // reads the partition again from the fence.
+      await client.query('ROLLBACK');
+      throw new FenceBehind(
+        locked.created ? undefined : fence,
+        t.expectedFence,
+        `flush ${t.topic}[${t.partition}]`,
+      );
+    }
     let start = 0;
     while (start < entries.length && entries[start]!.offset < fence) start++;
     if (start === entries.length) {
@@ -241,13 +310,17 @@ async function attempt(
         deadLettered: 0,
         skippedBelowFence: entries.length,
         isolated: false,
+        gaps: [],
       };
     }
     const rows: Entry[] = [];
     const dead: Entry[] = [];
+    const gaps: Array<{ first: number; last: number }> = [];
     for (let i = start; i < entries.length; i++) {
       const e = entries[i]!;
-      (e.start < 0 ? dead : rows).push(e);
+      if (e.skip) {
+        if (e.skip.lost) gaps.push({ first: Math.max(e.skip.first, fence), last: e.offset });
+      } else (e.start < 0 ? dead : rows).push(e);
     }
     let written = rows.length;
     if (isolate) {
@@ -258,6 +331,7 @@ async function attempt(
       await writeRows(client, t, rows);
     }
     if (dead.length) await insertDeadLetters(client, t, dead);
+    if (gaps.length) await insertGaps(client, t, gaps);
     await advanceFenceAndCommit(client, t, last + 1);
     return {
       nextOffset: last + 1,
@@ -265,6 +339,7 @@ async function attempt(
       deadLettered: dead.length,
       skippedBelowFence: start,
       isolated: isolate,
+      gaps,
     };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -286,6 +361,7 @@ export async function flushBatch(
   try {
     return await attempt(client, target, entries, false);
   } catch (err) {
+    if (err instanceof FenceBehind) throw err;
     if (classifyPgError(err) !== 'data') throw sinkError(err, `flush ${target.topic}[${target.partition}]`);
   }
   try {
@@ -295,7 +371,7 @@ export async function flushBatch(
   }
 }
 
-/** The fences of one group, per topic and partition. */
+/** The fences of one group that have a row, per `topic:partition`. */
 export async function readFences(
   client: pg.ClientBase,
   tables: SinkTables,

@@ -90,6 +90,13 @@ export const METRIC_BUFFER_LIMIT = 'pgsink.buffer.limit';
 export const METRIC_FLUSH_FAILURES = 'pgsink.flush.failures';
 /** Counter {rebalance}: group joins with a new assignment. */
 export const METRIC_REBALANCES = 'pgsink.rebalances';
+/**
+ * Counter {record}: offsets read and written again because Postgres' fence was behind Kafka's
+ * committed offset or behind what this process had written (a restore, a failover).
+ */
+export const METRIC_RECORDS_REREAD = 'pgsink.records.reread';
+/** Counter {record}: offsets deleted by retention before they were written (retention gaps). */
+export const METRIC_RETENTION_GAP_RECORDS = 'pgsink.retention_gap.records';
 
 // ---------------------------------------------------------------- spans & scope
 

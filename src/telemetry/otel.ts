@@ -50,7 +50,13 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace';
-import type { FailedFlush, FailureDetail, FlushReport, SinkObserver } from '../pipeline/observer.ts';
+import type {
+  FailedFlush,
+  FailureDetail,
+  FlushReport,
+  PartitionNotice,
+  SinkObserver,
+} from '../pipeline/observer.ts';
 import type { Logger } from './logger.ts';
 import * as N from './names.ts';
 
@@ -318,6 +324,8 @@ class OtelObserver implements SinkObserver {
   private readonly deadLetters: Counter;
   private readonly failures: Counter;
   private readonly rebalances: Counter;
+  private readonly reread: Counter;
+  private readonly gapRecords: Counter;
   private readonly batchRows: Histogram;
   private readonly batchSize: Histogram;
   private readonly flushDuration: Histogram;
@@ -354,6 +362,15 @@ class OtelObserver implements SinkObserver {
     this.rebalances = meter.createCounter(N.METRIC_REBALANCES, {
       description: 'Consumer group assignments received.',
       unit: '{rebalance}',
+    });
+    this.reread = meter.createCounter(N.METRIC_RECORDS_REREAD, {
+      description:
+        "Offsets read and written again because Postgres' fence was behind Kafka's committed offset (a restore or a failover).",
+      unit: '{record}',
+    });
+    this.gapRecords = meter.createCounter(N.METRIC_RETENTION_GAP_RECORDS, {
+      description: 'Offsets deleted by retention before they were written (recorded in the gaps table).',
+      unit: '{record}',
     });
     this.batchRows = meter.createHistogram(N.METRIC_BATCH_ROWS, {
       description: 'Records per flushed batch.',
@@ -514,6 +531,14 @@ class OtelObserver implements SinkObserver {
 
   buffered(totalBytes: number): void {
     this.bufferedBytes = totalBytes;
+  }
+
+  notice(n: PartitionNotice): void {
+    const count = n.last - n.first + 1;
+    if (count <= 0) return;
+    const attrs = this.partitionAttrs(n);
+    if (n.kind === 'reread') this.reread.add(count, attrs);
+    else this.gapRecords.add(count, attrs);
   }
 
   // ---------------------------------------------------------------- spans

@@ -15,5 +15,6 @@ export function flushRecorder(): SinkObserver & { flushes: FlushReport[] } {
     rebalanced: noop,
     lag: noop,
     buffered: noop,
+    notice: noop,
   };
 }

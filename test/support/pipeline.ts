@@ -2,9 +2,11 @@
 // a config, and polling helpers with bounded waits.
 import type { Kafka } from 'kafkajs';
 import type pg from 'pg';
+import { expect } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { routeSchema, type Config, type ConfigInput, type RouteConfig } from '../../src/config/schema.ts';
-import { ORDERS_SCHEMA_PATH, orderValues, ordersType } from '../../src/cli/sample-data.ts';
+import { frame } from '../../src/avro/wire.ts';
+import { ORDERS_SCHEMA_PATH, orderValues, ordersType, prng, sampleOrder } from '../../src/cli/sample-data.ts';
 import { buildColumnPlan } from '../../src/sink/columns.ts';
 import { createTableSql } from '../../src/sink/ddl.ts';
 import { connectedProducer, createTopic, databaseUrl, kafkaBrokers, uniqueName } from './services.ts';
@@ -86,6 +88,59 @@ export async function produceOrders(kafka: Kafka, topic: string, from: number, c
   await producer.disconnect();
 }
 
+/**
+ * Orders i in [from, from+count) keyed by i % keys: order_id = i % keys, item_count = i, so a
+ * row says which record it came from, and an upsert table's last value per key is known.
+ */
+export async function produceKeyedOrders(
+  kafka: Kafka,
+  topic: string,
+  from: number,
+  count: number,
+  keys: number,
+): Promise<void> {
+  const producer = await connectedProducer(kafka);
+  const type = ordersType();
+  const rand = prng(7 + from);
+  let chunk: Array<{ key: string; value: Buffer }> = [];
+  for (let i = from; i < from + count; i++) {
+    const k = i % keys;
+    chunk.push({
+      key: String(k),
+      value: frame(1, type.toBuffer({ ...sampleOrder(i, rand), order_id: BigInt(k), item_count: i })),
+    });
+    if (chunk.length === 2_000) {
+      await producer.send({ topic, messages: chunk });
+      chunk = [];
+    }
+  }
+  if (chunk.length) await producer.send({ topic, messages: chunk });
+  await producer.disconnect();
+}
+
+/**
+ * After records 0..n-1 of produceKeyedOrders: append holds each exactly once; upsert holds one
+ * row per key with the last record's value.
+ */
+export async function checkFinalState(
+  pool: pg.Pool,
+  f: Fixture,
+  mode: 'append' | 'upsert',
+  n: number,
+  keys: number,
+): Promise<void> {
+  const { rows } = await pool.query<{ order_id: string; item_count: number }>(
+    `SELECT order_id, item_count FROM ${f.table} ORDER BY item_count`,
+  );
+  if (mode === 'append') {
+    expect(rows.map((r) => r.item_count)).toEqual(Array.from({ length: n }, (_, i) => i));
+    return;
+  }
+  const last = new Map<number, number>();
+  for (let i = 0; i < n; i++) last.set(i % keys, i);
+  expect(new Map(rows.map((r) => [Number(r.order_id), r.item_count]))).toEqual(last);
+}
+
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T>,
@@ -120,8 +175,16 @@ export async function committedOffsets(
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const [res] = await admin.fetchOffsets({ groupId, topics: [topic] });
-    return new Map(res!.partitions.map((p) => [p.partition, Number(p.offset)]));
+    // A fresh broker answers NOT_COORDINATOR while it loads the offsets topic: retried.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const [res] = await admin.fetchOffsets({ groupId, topics: [topic] });
+        return new Map(res!.partitions.map((p) => [p.partition, Number(p.offset)]));
+      } catch (err) {
+        if (!(err as { retriable?: boolean }).retriable || attempt >= 20) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   } finally {
     await admin.disconnect();
   }

@@ -59,7 +59,14 @@ function report(over: Partial<FlushReport> = {}): FlushReport {
     bytes: 20_000,
     reason: 'rows',
     durationMs: 250,
-    outcome: { nextOffset: 200, rowsWritten: 98, deadLettered: 2, skippedBelowFence: 0, isolated: true },
+    outcome: {
+      nextOffset: 200,
+      rowsWritten: 98,
+      deadLettered: 2,
+      skippedBelowFence: 0,
+      isolated: true,
+      gaps: [],
+    },
     table: 'public.orders',
     mode: 'append',
     traceparents: [],
@@ -162,6 +169,25 @@ describe('flush spans', () => {
 });
 
 describe('metrics', () => {
+  it('counts the records re-read after Postgres lost commits and the records lost to retention', async () => {
+    const { observer, sum } = setup();
+    observer.notice({ kind: 'reread', topic: 'orders', partition: 0, first: 500, last: 999 });
+    observer.notice({ kind: 'reread', topic: 'orders', partition: 1, first: 10, last: 10 });
+    observer.notice({
+      kind: 'retention-gap',
+      topic: 'orders',
+      partition: 0,
+      first: 200,
+      last: 599,
+      action: 'continue',
+    });
+    expect(await sum(N.METRIC_RECORDS_REREAD)).toBe(501);
+    expect(await sum(N.METRIC_RECORDS_REREAD, { [N.ATTR_MESSAGING_DESTINATION_PARTITION_ID]: '0' })).toBe(
+      500,
+    );
+    expect(await sum(N.METRIC_RETENTION_GAP_RECORDS)).toBe(400);
+  });
+
   it('counts, histograms and gauges follow the reports', async () => {
     const { observer, points, sum } = setup();
     observer.rebalanced(2);
@@ -175,7 +201,14 @@ describe('metrics', () => {
         rows: 300,
         bytes: 30_000,
         durationMs: 300,
-        outcome: { nextOffset: 1, rowsWritten: 300, deadLettered: 0, skippedBelowFence: 0, isolated: false },
+        outcome: {
+          nextOffset: 1,
+          rowsWritten: 300,
+          deadLettered: 0,
+          skippedBelowFence: 0,
+          isolated: false,
+          gaps: [],
+        },
       }),
     );
     observer.committed('orders', 0, 700, 20);
