@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // pgsink command line. Exit codes: 0 done, 1 runtime failure, 2 bad usage or configuration.
 import { parseArgs } from 'node:util';
-import { loadConfig, redactConfig } from '../config/load.ts';
+import { ignoredEnv, loadConfig, redactConfig } from '../config/load.ts';
 import { hideKafkajsTimeoutWarning } from '../kafka/quirks.ts';
 import pg from 'pg';
 import { createPipeline } from '../pipeline/app.ts';
@@ -139,6 +139,8 @@ function check(argv: string[]): number {
   });
   const config = loadConfig(configPath(values));
   process.stdout.write(`${JSON.stringify(redactConfig(config), null, 2)}\n`);
+  for (const name of ignoredEnv(process.env))
+    process.stderr.write(`pgsink: note: ${name} is not a configuration override; ignored\n`);
   return 0;
 }
 

@@ -46,9 +46,100 @@ const ENV_OVERRIDES: ReadonlyArray<readonly [string, readonly string[], Kind]> =
   ['PGSINK_HTTP_HOST', ['http', 'host'], 'string'],
 ];
 
-/** Variables that start with PGSINK_ but are not overrides. */
-const NOT_OVERRIDES = new Set(['PGSINK_CONFIG']);
-const NOT_OVERRIDE_PREFIXES = ['PGSINK_TEST_', 'PGSINK_BENCH_', 'PGSINK_DEMO_'];
+/**
+ * The project's own PGSINK_* variables that are not configuration: the config file's path, the
+ * launcher's and the Kafka client's switches, and whatever the tests, the benchmark, the demo
+ * and the chaos target pass to the processes they start. They never stop a run.
+ */
+export const PROJECT_VARIABLES: readonly string[] = [
+  'PGSINK_CONFIG',
+  'PGSINK_FROM_SOURCE',
+  'PGSINK_KAFKAJS_DECODER',
+];
+export const PROJECT_VARIABLE_PREFIXES: readonly string[] = [
+  'PGSINK_TEST_',
+  'PGSINK_BENCH_',
+  'PGSINK_DEMO_',
+  'PGSINK_CHAOS_',
+];
+
+/** Where configuration overrides live: PGSINK_<SECTION>_…, one per top-level config key. */
+const CONFIG_SECTIONS = [
+  'KAFKA',
+  'POSTGRES',
+  'SCHEMA_REGISTRY',
+  'BATCH',
+  'BACKPRESSURE',
+  'RETRY',
+  'SHUTDOWN',
+  'HTTP',
+  'LOG',
+  'ROUTES',
+].map((s) => `PGSINK_${s}_`);
+
+/** Levenshtein distance, bounded: stops counting at `max + 1`. */
+function editDistance(a: string, b: string, max: number): number {
+  if (Math.abs(a.length - b.length) > max) return max + 1;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    let best = i;
+    for (let j = 1; j <= b.length; j++) {
+      const v = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      cur.push(v);
+      if (v < best) best = v;
+    }
+    if (best > max) return max + 1;
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+type EnvKind = { kind: 'override'; base: string; isFile: boolean } | { kind: 'project' } | { kind: 'other' };
+
+/**
+ * What a PGSINK_* variable is. An override names a configuration key; a project variable is
+ * one of the above; an unknown one that looks like a configuration key — it is in a
+ * configuration section, or within two edits of an override — is a typo (an error, with the
+ * closest override as the suggestion); anything else is not pgsink's configuration and is
+ * left alone (`pgsink check` notes it).
+ */
+function classifyEnv(name: string): EnvKind | { kind: 'typo'; suggestion: string | undefined } {
+  if (PROJECT_VARIABLES.includes(name) || PROJECT_VARIABLE_PREFIXES.some((p) => name.startsWith(p)))
+    return { kind: 'project' };
+  const isFile = name.endsWith('_FILE');
+  const base = isFile ? name.slice(0, -'_FILE'.length) : name;
+  if (KNOWN.has(base)) return { kind: 'override', base, isFile };
+  const closest = (within: number, among: Iterable<string>): string | undefined => {
+    let suggestion: string | undefined;
+    let best = within + 1;
+    for (const known of among) {
+      const d = editDistance(base, known, within);
+      if (d < best) {
+        best = d;
+        suggestion = known;
+      }
+    }
+    return suggestion;
+  };
+  const near = closest(2, KNOWN.keys());
+  if (near) return { kind: 'typo', suggestion: near };
+  const section = CONFIG_SECTIONS.find((p) => base.startsWith(p));
+  if (!section) return { kind: 'other' };
+  // In a section: a looser match among that section's keys (a missing _MS, a word left out).
+  const inSection = [...KNOWN.keys()].filter((k) => k.startsWith(section));
+  return { kind: 'typo', suggestion: closest(4, inSection) };
+}
+
+/** PGSINK_* variables that are neither overrides nor the project's own: ignored, said by check. */
+export function ignoredEnv(env: NodeJS.ProcessEnv): string[] {
+  return Object.keys(env)
+    .filter((name) => name.startsWith('PGSINK_') && env[name] !== undefined)
+    .filter((name) => classifyEnv(name).kind === 'other')
+    .sort();
+}
+
+const KNOWN = new Map(ENV_OVERRIDES.map(([name, path, kind]) => [name, { path, kind }]));
 
 function coerce(name: string, raw: string, kind: Kind): unknown {
   switch (kind) {
@@ -87,19 +178,19 @@ function setPath(target: Record<string, unknown>, path: readonly string[], value
 }
 
 export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
-  const known = new Map(ENV_OVERRIDES.map(([name, path, kind]) => [name, { path, kind }]));
   const out = structuredClone(raw);
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('PGSINK_') || value === undefined) continue;
-    if (NOT_OVERRIDES.has(name) || NOT_OVERRIDE_PREFIXES.some((p) => name.startsWith(p))) continue;
-    const isFile = name.endsWith('_FILE');
-    const base = isFile ? name.slice(0, -'_FILE'.length) : name;
-    const entry = known.get(base);
-    if (!entry) {
+    const what = classifyEnv(name);
+    if (what.kind === 'project' || what.kind === 'other') continue;
+    if (what.kind === 'typo') {
+      const hint = what.suggestion ? `did you mean ${what.suggestion}? ` : '';
       throw new ConfigError(
-        `unknown environment variable ${name}; the overrides are ${[...known.keys()].join(', ')} (each also as <NAME>_FILE)`,
+        `unknown environment variable ${name}; ${hint}the overrides are ${[...KNOWN.keys()].join(', ')} (each also as <NAME>_FILE)`,
       );
     }
+    const { isFile } = what;
+    const entry = KNOWN.get(what.base)!;
     let text = value;
     if (isFile) {
       try {

@@ -4,7 +4,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { applyEnv, loadConfig, parseConfig, redactConfig, redactUrl } from '../../src/config/load.ts';
+import {
+  applyEnv,
+  ignoredEnv,
+  loadConfig,
+  parseConfig,
+  redactConfig,
+  redactUrl,
+} from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import { ConfigError } from '../../src/util/errors.ts';
 
@@ -385,25 +392,48 @@ describe('applyEnv', () => {
     expect(err.message).toContain('does-not-exist');
   });
 
-  it('rejects an unknown PGSINK_ variable, naming it and the known ones', () => {
+  it('rejects a typo of a configuration key, naming it, the closest override and the known ones', () => {
     const err = configError(() => applyEnv({}, { PGSINK_BATCH_MAXROWS: '5' }));
-    expect(err.message).toContain('PGSINK_BATCH_MAXROWS');
-    expect(err.message).toContain('PGSINK_BATCH_MAX_ROWS');
-    expect(configError(() => applyEnv({}, { PGSINK_NOPE_FILE: '/x' })).message).toContain('PGSINK_NOPE_FILE');
+    expect(err.message).toContain(
+      'unknown environment variable PGSINK_BATCH_MAXROWS; did you mean PGSINK_BATCH_MAX_ROWS?',
+    );
+    expect(err.message).toContain('PGSINK_POSTGRES_URL');
+    // Typos in the section part, in the _FILE form, and unknown keys inside a section.
+    for (const [name, suggestion] of [
+      ['PGSINK_POSTGRS_URL', 'PGSINK_POSTGRES_URL'],
+      ['PGSINK_KAFAK_BROKERS', 'PGSINK_KAFKA_BROKERS'],
+      ['PGSINK_POSTGRES_URLL_FILE', 'PGSINK_POSTGRES_URL'],
+      ['PGSINK_SHUTDOWN_DEADLINE', 'PGSINK_SHUTDOWN_DEADLINE_MS'],
+      ['PGSINK_KAFKA_SOMETHING_NEW', undefined],
+      ['PGSINK_ROUTES_0_TABLE', undefined],
+    ] as const) {
+      const m = configError(() => applyEnv({}, { [name]: 'x' })).message;
+      expect(m).toContain(`unknown environment variable ${name};`);
+      if (suggestion) expect(m).toContain(`did you mean ${suggestion}?`);
+      else expect(m).not.toContain('did you mean');
+    }
   });
 
-  it('ignores other variables, PGSINK_CONFIG and the test/bench/demo prefixes', () => {
+  it("ignores variables that are not configuration keys and the project's own", () => {
     const raw = minimal();
-    const out = applyEnv(raw, {
+    const env = {
       PATH: '/usr/bin',
       HOME: '/root',
       PGSINKX: '1',
       PGSINK_CONFIG: '/etc/pgsink.yaml',
+      PGSINK_FROM_SOURCE: '1',
+      PGSINK_KAFKAJS_DECODER: 'stock',
       PGSINK_TEST_FOO: '1',
       PGSINK_BENCH_RATE: '2',
       PGSINK_DEMO_COUNT: '3',
-    });
-    expect(out).toEqual(raw);
+      PGSINK_CHAOS_KILLS: '20',
+      PGSINK_CHAOS_SEED: '11',
+      PGSINK_DIR: '/opt/pgsink',
+      PGSINK_SOMETHING: 'unrelated',
+      PGSINK_NOPE_FILE: '/x',
+    };
+    expect(applyEnv(raw, env)).toEqual(raw);
+    expect(ignoredEnv(env)).toEqual(['PGSINK_DIR', 'PGSINK_NOPE_FILE', 'PGSINK_SOMETHING']);
   });
 
   it('rejects values that do not fit the type, naming the variable', () => {
