@@ -28,7 +28,8 @@
 # their run ends, so a kept broker (the demo's, make stack-up's) is never a reuse of one.
 #
 # Environment: KAFKA_VERSION (4.4.0; or 3.9.2, also "4" / "3.9"), KAFKA_PORT (19092),
-# KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_STACK_DIR (.stack/kafka-<version>),
+# KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_STACK_HOME (.stack: where stop-all looks),
+# KAFKA_STACK_DIR ($KAFKA_STACK_HOME/kafka-<version>),
 # KAFKA_TRANSIENT (0), KAFKA_STACK_REGISTRY (/tmp/pgsink-stack-<uid>), KAFKA_START_TIMEOUT
 # seconds (60), KAFKA_HEAP (512m), JAVA (java), KAFKA_SASL_PORT (none: a SASL/SCRAM listener
 # there, user KAFKA_SASL_USER / KAFKA_SASL_PASSWORD).
@@ -62,7 +63,8 @@ KAFKA_PORT=${KAFKA_PORT:-19092}
 port_number KAFKA_PORT "$KAFKA_PORT"
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 port_number KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT"
-KAFKA_STACK_DIR=${KAFKA_STACK_DIR:-$root/.stack/kafka-$KAFKA_VERSION}
+KAFKA_STACK_HOME=${KAFKA_STACK_HOME:-$root/.stack}
+KAFKA_STACK_DIR=${KAFKA_STACK_DIR:-$KAFKA_STACK_HOME/kafka-$KAFKA_VERSION}
 KAFKA_STACK_REGISTRY=${KAFKA_STACK_REGISTRY:-/tmp/pgsink-stack-$(id -u)}
 KAFKA_TRANSIENT=${KAFKA_TRANSIENT:-0}
 case "$KAFKA_TRANSIENT" in
@@ -399,21 +401,25 @@ stop() {
   rm -f "$pidfile" "$brokerfile"
 }
 
-# Every state dir under this checkout's .stack/ that has a broker file: stop what it started,
-# forget what it reused; the transient ones (bench-*, test-*) are removed.
+# Every state dir in $KAFKA_STACK_HOME (this checkout's .stack/) with a broker: stop what it
+# started, forget what it reused; the transient ones (bench-kafka-*, test-kafka-*) are removed.
 stop_all() {
   local d
-  for d in "$root"/.stack/*/; do
+  for d in "$KAFKA_STACK_HOME"/*/; do
     d=${d%/}
     [ -f "$d/kafka.pid" ] || [ -f "$d/broker" ] || continue
     if [ -f "$d/kafka.pid" ] && alive "$(cat "$d/kafka.pid")" "$d"; then
       say "stopping the broker of $d (pid $(cat "$d/kafka.pid"))"
     fi
-    KAFKA_STACK_DIR=$d "$0" stop
-    case "$(basename "$d")" in
-      test-kafka-* | bench-kafka-*) rm -rf "$d" ;;
-    esac
+    # In parallel: each broker takes a few seconds to shut down cleanly.
+    (
+      KAFKA_STACK_DIR=$d "$0" stop
+      case "$(basename "$d")" in
+        test-kafka-* | bench-kafka-*) rm -rf "$d" ;;
+      esac
+    ) &
   done
+  wait
 }
 
 case "${1:-}" in
