@@ -119,7 +119,7 @@ live_marker() {
   if alive "$(field "$m" pid)" "$(field "$m" state_dir)"; then
     echo "$m"
   else
-    rm -f "$m"
+    rm -f "$m" "$m.reusers"
     return 1
   fi
 }
@@ -129,7 +129,7 @@ held_ports() {
   local m reg
   reg=$(registry)
   for m in "$reg"/kafka-*; do
-    [ -f "$m" ] || continue
+    [ -f "$m" ] && [[ $m != *.reusers ]] || continue
     alive "$(field "$m" pid)" "$(field "$m" state_dir)" || continue
     echo "$(field "$m" port) $(field "$m" controller_port) $(field "$m" sasl_port)"
   done
@@ -343,6 +343,7 @@ start() {
     else
       mkdir -p "$KAFKA_STACK_DIR"
       cp "$m" "$brokerfile"
+      grep -qxF -- "$KAFKA_STACK_DIR" "$m.reusers" 2>/dev/null || echo "$KAFKA_STACK_DIR" >>"$m.reusers"
       say "reusing this project's Kafka $v on 127.0.0.1:$port (pid $(field "$m" pid), started from $(field "$m" state_dir))"
       print_address
       return 0
@@ -384,20 +385,25 @@ stop() {
     elif [ -f "$pidfile" ] && [ -f "$brokerfile" ]; then
       # Our broker died on its own: drop its marker if it is still ours.
       local m; m="$KAFKA_STACK_REGISTRY/kafka-$(field "$brokerfile" port)"
-      [ "$(field "$m" pid)" = "$(cat "$pidfile")" ] && rm -f "$m"
+      [ "$(field "$m" pid)" = "$(cat "$pidfile")" ] && rm -f "$m" "$m.reusers"
     fi
     rm -f "$pidfile" "$brokerfile"
     return 0
   fi
-  local pid port; pid=$(cat "$pidfile") port=$(field "$brokerfile" port)
+  local pid port u; pid=$(cat "$pidfile") port=$(field "$brokerfile" port)
+  local m="$KAFKA_STACK_REGISTRY/kafka-$port"
+  # Other state dirs (checkouts) that reuse this broker lose it: say so.
+  while IFS= read -r u; do
+    [ -f "$u/broker" ] && [ ! -f "$u/kafka.pid" ] && [ "$(field "$u/broker" pid)" = "$pid" ] &&
+      say "note: $u reuses this broker (127.0.0.1:$port); it stops for it too"
+  done < <(cat "$m.reusers" 2>/dev/null)
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   if kill -0 "$pid" 2>/dev/null; then
     say "broker $pid did not stop within 30s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  local m="$KAFKA_STACK_REGISTRY/kafka-$port"
-  [ -n "$port" ] && [ "$(field "$m" pid)" = "$pid" ] && rm -f "$m"
+  [ -n "$port" ] && [ "$(field "$m" pid)" = "$pid" ] && rm -f "$m" "$m.reusers"
   rm -f "$pidfile" "$brokerfile"
 }
 

@@ -145,6 +145,8 @@ describe('stack/kafka.sh beside running brokers', () => {
       `stack/kafka.sh: reusing this project's Kafka 4.4.0 on 127.0.0.1:${first} (pid ${pids[0]}, started from ${join(home, 'kafka-a')})`,
     ]);
     expect(existsSync(join(home, 'kafka-b', 'kafka.pid'))).toBe(false);
+    // The owner's stop names the state dirs that still reuse its broker: they are listed here.
+    expect(readFileSync(join(registry, `kafka-${first}.reusers`), 'utf8')).toBe(`${join(home, 'kafka-b')}\n`);
     expect((await ok(['address'], env)).stdout).toBe(`127.0.0.1:${first}`);
 
     const stop = await ok(['stop'], env);
