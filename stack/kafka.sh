@@ -341,6 +341,12 @@ start() {
     elif [ "$t" = 1 ] && [ "$KAFKA_TRANSIENT" = 0 ]; then
       reason="127.0.0.1:$port is this project's Kafka $v (from $(field "$m" state_dir)), but it stops when that run ends"
     else
+      # It may still be starting (its marker is written as it is launched).
+      local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+      until port_open "$port"; do
+        [ $SECONDS -lt $deadline ] || die "this project's Kafka $v on 127.0.0.1:$port (from $(field "$m" state_dir)) did not answer within ${KAFKA_START_TIMEOUT}s. Fix: stop it there (make stack-down in that checkout) or set KAFKA_PORT=<port>."
+        sleep 0.2
+      done
       mkdir -p "$KAFKA_STACK_DIR"
       cp "$m" "$brokerfile"
       grep -qxF -- "$KAFKA_STACK_DIR" "$m.reusers" 2>/dev/null || echo "$KAFKA_STACK_DIR" >>"$m.reusers"
