@@ -21,7 +21,15 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'pgsink-stack-test-'));
 const registry = join(tmp, 'registry');
 const home = join(tmp, 'home');
-const base = { KAFKA_STACK_REGISTRY: registry, KAFKA_STACK_HOME: home, KAFKA_START_TIMEOUT: '90' };
+// Empty values mean the script's defaults: a developer's own KAFKA_* settings must not leak in.
+const base = {
+  KAFKA_STACK_REGISTRY: registry,
+  KAFKA_STACK_HOME: home,
+  KAFKA_START_TIMEOUT: '90',
+  KAFKA_CONTROLLER_PORT: '',
+  KAFKA_SASL_PORT: '',
+  KAFKA_TRANSIENT: '0',
+};
 
 interface Out {
   code: number;
