@@ -21,19 +21,19 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: $(DEPS) ## install Node 24 (if needed) and the npm dependencies
+deps: $(DEPS) ## install Node 24 (if needed), the npm dependencies and the jars of KAFKA_VERSION (4.4.0)
 	@./stack/kafka.sh fetch
 
 .PHONY: demo
-demo: deps ## start the local stack, produce sample events, sink them into Postgres, print what landed
+demo: deps ## start (or reuse) the local stack, produce sample events, sink them into Postgres, print what landed; KAFKA_VERSION=3.9 for Kafka 3.9.2
 	node src/cli/demo.ts
 
 .PHONY: bench
-bench: deps ## benchmark pgsink against its baselines (1M events; ARGS="--quick" for a smoke run, ARGS="--help")
+bench: deps ## benchmark pgsink against its baselines (1M events; ARGS="--quick" for a smoke run, ARGS="--help"); stops the broker it started
 	node bench/run.ts $(ARGS)
 
 .PHONY: test
-test: deps ## run all tests (unit + integration against a real Kafka and Postgres)
+test: deps ## unit tests, the stack scripts' test, then the integration suite on Kafka 4.4.0 and on 3.9.2 (KAFKA_TEST_VERSIONS)
 	npm test
 
 .PHONY: test-unit
@@ -41,8 +41,12 @@ test-unit: $(DEPS) ## run the unit tests only (no services)
 	npm run test:unit
 
 .PHONY: test-integration
-test-integration: deps ## run the integration tests only
+test-integration: deps ## the integration suite only, once per KAFKA_TEST_VERSIONS (4.4.0 3.9.2)
 	npm run test:integration
+
+.PHONY: test-stack
+test-stack: deps ## the stack scripts' test only (real brokers: reuse, free ports, stop-all)
+	npm run test:stack
 
 KILLS ?= 50
 SEED ?= $(shell echo $$RANDOM)
@@ -74,13 +78,13 @@ build: $(DEPS) ## compile to dist/ (what the container image runs)
 	npm run build
 
 .PHONY: stack-up
-stack-up: deps ## start the local Kafka broker and find or start Postgres
-	./stack/kafka.sh start
-	@echo "DATABASE_URL=$$(./stack/postgres.sh url)"
+stack-up: deps ## start (or reuse) the local Kafka broker and find or start Postgres; prints both addresses
+	@b=$$(./stack/kafka.sh start) && echo "KAFKA_BROKERS=$$b"
+	@u=$$(./stack/postgres.sh url) && echo "DATABASE_URL=$$u"
 
 .PHONY: stack-down
-stack-down: ## stop the local Kafka broker and a private Postgres this project started
-	./stack/kafka.sh stop
+stack-down: ## stop what this checkout left running: the demo's broker, a bench's or test run's, the private Postgres
+	./stack/kafka.sh stop-all
 	./stack/postgres.sh stop
 
 .PHONY: clean

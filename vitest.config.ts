@@ -11,6 +11,15 @@ export default defineConfig({
         },
       },
       {
+        // stack/kafka.sh for real: reuse, free ports, stop-all (brokers of both Kafka lines).
+        test: {
+          name: 'stack',
+          include: ['test/stack/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 700_000,
+        },
+      },
+      {
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],

@@ -22,7 +22,7 @@
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Producer } from 'kafkajs';
@@ -146,16 +146,78 @@ const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** di
 
 // ------------------------------------------------------------------ where to run
 
-function stack(): { brokers: string[]; databaseUrl: string } {
+/**
+ * The servers: KAFKA_BROKERS / DATABASE_URL, else the project's stack. The broker gets a state
+ * dir of its own (.stack/bench-kafka-<pid>) and is transient: stack/kafka.sh reuses this
+ * project's broker of the same version when one is on KAFKA_PORT (19092), else starts one,
+ * on free ports when that port is taken, and prints the address. stop() stops what this run
+ * started (a broker, a private Postgres cluster) and leaves what it reused.
+ */
+class StackError extends Error {}
+
+/** Runs a stack script; its own message (on stderr, inherited) says what to fix. */
+function stackScript(script: string, args: string[], env: NodeJS.ProcessEnv = process.env): string {
+  try {
+    return execFileSync(`${root}stack/${script}`, args, {
+      env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }).trim();
+  } catch {
+    throw new StackError(`stack/${script} ${args.join(' ')} failed (its message is above)`);
+  }
+}
+
+function stack(): { brokers: string[]; databaseUrl: string; stop(): void } {
+  const stops: Array<() => void> = [];
   let brokers = process.env['KAFKA_BROKERS'];
   if (!brokers) {
-    execFileSync(`${root}stack/kafka.sh`, ['start'], { stdio: ['ignore', 'inherit', 'inherit'] });
-    brokers = `127.0.0.1:${process.env['KAFKA_PORT'] ?? 19092}`;
+    const env = {
+      ...process.env,
+      KAFKA_STACK_DIR: join(root, '.stack', `bench-kafka-${process.pid}`),
+      KAFKA_TRANSIENT: '1',
+    };
+    brokers = stackScript('kafka.sh', ['start'], env);
+    stops.push(() => {
+      stackScript('kafka.sh', ['stop'], env);
+      rmSync(env.KAFKA_STACK_DIR, { recursive: true, force: true });
+    });
   }
-  const databaseUrl =
-    process.env['DATABASE_URL'] ??
-    execFileSync(`${root}stack/postgres.sh`, ['url'], { encoding: 'utf8' }).trim();
-  return { brokers: brokers.split(',').map((b) => b.trim()), databaseUrl };
+  let databaseUrl = process.env['DATABASE_URL'];
+  if (!databaseUrl) {
+    const pgOwned = () => {
+      try {
+        execFileSync(`${root}stack/postgres.sh`, ['owned'], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const ownedBefore = pgOwned();
+    try {
+      databaseUrl = stackScript('postgres.sh', ['url']);
+    } catch (err) {
+      for (const s of stops) s();
+      throw err;
+    }
+    if (!ownedBefore && pgOwned()) stops.push(() => stackScript('postgres.sh', ['stop']));
+  }
+  let stopped = false;
+  return {
+    brokers: brokers.split(',').map((b) => b.trim()),
+    databaseUrl,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      for (const s of stops.reverse()) {
+        try {
+          s();
+        } catch (err) {
+          note(`could not stop the stack: ${(err as Error).message.split('\n')[0]}`);
+        }
+      }
+    },
+  };
 }
 
 const isLocal = (host: string) => ['127.0.0.1', 'localhost', '::1', '[::1]', ''].includes(host);
@@ -606,24 +668,40 @@ const JAVA_GEN_SRC = join(root, 'bench', 'latency-producer', 'LatencyProducer.ja
 const JAVA_GEN_DIR = join(root, '.cache', 'bench-java');
 
 /**
- * The Java generator's class path, compiled once from bench/latency-producer/ against the
- * broker's own client jars; undefined (with the reason noted) where that is not possible, and
- * the latency phase then sends with kafkajs.
+ * The Java generator's class path, compiled once per Kafka version from bench/latency-producer/
+ * against the client jars of the broker's version (`stack/kafka.sh libs`, KAFKA_VERSION);
+ * undefined (with the reason noted) where that is not possible, and the latency phase then
+ * sends with kafkajs.
  */
 function javaGenerator(): { classPath: string } | { unavailable: string } {
-  const libs = join(root, '.cache', 'kafka-3.9.2', 'libs');
+  let libs: string;
   try {
+    libs = execFileSync(`${root}stack/kafka.sh`, ['libs'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
     readdirSync(libs);
-  } catch {
-    return { unavailable: `no Kafka client jars in ${libs} (stack/kafka.sh fetch)` };
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    return { unavailable: `no Kafka client jars (stack/kafka.sh libs: ${(e.stderr || e.message).trim()})` };
   }
-  const classPath = `${JAVA_GEN_DIR}:${libs}/*`;
+  // One build per version: .cache/kafka-<version>/libs → .cache/bench-java/kafka-<version>.
+  const classes = join(JAVA_GEN_DIR, basename(dirname(libs)));
+  const classPath = `${classes}:${libs}/*`;
   try {
-    const built = join(JAVA_GEN_DIR, 'LatencyProducer.class');
+    const built = join(classes, 'LatencyProducer.class');
     const stale = !existsSync(built) || statSync(built).mtimeMs < statSync(JAVA_GEN_SRC).mtimeMs;
     if (stale) {
-      mkdirSync(JAVA_GEN_DIR, { recursive: true });
-      execFileSync('javac', ['-cp', `${libs}/*`, '-d', JAVA_GEN_DIR, JAVA_GEN_SRC], {
+      mkdirSync(classes, { recursive: true });
+      // Found on the class path by log4j2 (the 4.x jars): errors to stderr, never into stdout's
+      // protocol lines. The 3.9 jars' log4j 1 reads -Dlog4j.configuration (below) instead.
+      writeFileSync(
+        join(classes, 'log4j2.properties'),
+        'appender.err.type=Console\nappender.err.name=ERR\nappender.err.target=SYSTEM_ERR\n' +
+          'appender.err.layout.type=PatternLayout\nappender.err.layout.pattern=%p %m (%c)%n\n' +
+          'rootLogger.level=ERROR\nrootLogger.appenderRef.err.ref=ERR\n',
+      );
+      execFileSync('javac', ['-cp', `${libs}/*`, '-d', classes, JAVA_GEN_SRC], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
     }
@@ -1031,7 +1109,20 @@ async function main(): Promise<void> {
   hideKafkajsTimeoutWarning();
   const startedAt = new Date();
   const load0 = loadavg();
-  const { brokers, databaseUrl } = stack();
+  const servers = stack();
+  process.once('exit', servers.stop);
+  try {
+    await benchmark(servers, startedAt, load0);
+  } finally {
+    servers.stop();
+  }
+}
+
+async function benchmark(
+  { brokers, databaseUrl }: { brokers: string[]; databaseUrl: string },
+  startedAt: Date,
+  load0: number[],
+): Promise<void> {
   const runId = `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
   const db = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   const [bhost, bport] = brokers[0]!.split(':');
@@ -1428,9 +1519,13 @@ async function measure(
 main().then(
   () => process.exit(0),
   (err: unknown) => {
-    process.stderr.write(
-      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
+    const text =
+      err instanceof StackError
+        ? err.message
+        : err instanceof Error
+          ? (err.stack ?? err.message)
+          : String(err);
+    process.stderr.write(`bench failed: ${text}\n`);
     process.exit(1);
   },
 );

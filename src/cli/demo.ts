@@ -1,7 +1,7 @@
 // `make demo`: start the local stack, produce sample orders, sink them into Postgres with
 // pgsink, and print what landed and how fast.
-//   PGSINK_DEMO_EVENTS (200000), PGSINK_DEMO_PARTITIONS (6); KAFKA_BROKERS / DATABASE_URL
-//   point it at existing servers.
+//   PGSINK_DEMO_EVENTS (200000), PGSINK_DEMO_PARTITIONS (6); KAFKA_VERSION (4.4.0; 3.9.2) the
+//   local broker's; KAFKA_BROKERS / DATABASE_URL point it at existing servers.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel, Partitioners } from '../kafka/kafkajs.ts';
@@ -24,15 +24,24 @@ const PARTITIONS = Number(process.env['PGSINK_DEMO_PARTITIONS'] ?? 6);
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
+/**
+ * KAFKA_BROKERS, else the project's broker: stack/kafka.sh start reuses this project's broker
+ * of the same version on KAFKA_PORT (19092) or starts one (on free ports when that port is
+ * taken), says which on stderr and prints the bootstrap address on stdout.
+ */
 function stack(): { brokers: string; databaseUrl: string } {
-  let brokers = process.env['KAFKA_BROKERS'];
-  if (!brokers) {
-    execFileSync(`${root}stack/kafka.sh`, ['start'], { stdio: ['ignore', 'inherit', 'inherit'] });
-    brokers = `127.0.0.1:${process.env['KAFKA_PORT'] ?? 19092}`;
-  }
-  const databaseUrl =
-    process.env['DATABASE_URL'] ??
-    execFileSync(`${root}stack/postgres.sh`, ['url'], { encoding: 'utf8' }).trim();
+  const script = (name: string, args: string[]): string => {
+    try {
+      return execFileSync(`${root}stack/${name}`, args, {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }).trim();
+    } catch {
+      throw new Error(`stack/${name} ${args.join(' ')} failed (its message is above)`);
+    }
+  };
+  const brokers = process.env['KAFKA_BROKERS'] ?? script('kafka.sh', ['start']);
+  const databaseUrl = process.env['DATABASE_URL'] ?? script('postgres.sh', ['url']);
   return { brokers, databaseUrl };
 }
 
@@ -155,7 +164,10 @@ async function main(): Promise<void> {
       created_at: (r['created_at'] as Date).toISOString(),
     })),
   );
-  out('Kafka is still running for you to explore; `make stack-down` stops it.');
+  if (!process.env['KAFKA_BROKERS'])
+    out(
+      `Kafka on ${brokers} is still running for you to explore; \`make stack-down\` in the checkout that started it stops it.`,
+    );
   if (Number(count!.n) !== EVENTS) {
     out(`MISMATCH: expected ${EVENTS} rows`);
     process.exitCode = 1;

@@ -16,6 +16,8 @@ export interface Stack {
   kafkaBrokers: string;
   /** A SASL/SCRAM listener of the same broker (user pgsink / pgsink-secret), or '' when none. */
   kafkaSaslBrokers: string;
+  /** The version of the broker this run started, or a description of where it came from. */
+  kafkaVersion: string;
   /** URL of a database created for this run; dropped by stop(). */
   databaseUrl: string;
   stop(): Promise<void>;
@@ -24,6 +26,8 @@ export interface Stack {
 interface Service {
   url: string;
   saslUrl?: string;
+  /** The Kafka version of a broker started here. */
+  version?: string;
   stop(): Promise<void>;
 }
 
@@ -54,7 +58,8 @@ async function script(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number)
 }
 
 async function localKafka(): Promise<Service> {
-  // Two consecutive free ports are not guaranteed; ask for each explicitly.
+  // Two consecutive free ports are not guaranteed; ask for each explicitly. stack/kafka.sh moves
+  // to other free ports when one is taken by the time the broker starts, and prints where.
   const port = await freePort();
   const controllerPort = await freePort();
   const saslPort = await freePort();
@@ -64,12 +69,18 @@ async function localKafka(): Promise<Service> {
     KAFKA_CONTROLLER_PORT: String(controllerPort),
     KAFKA_SASL_PORT: String(saslPort),
     KAFKA_STACK_DIR: dir,
+    // Stopped by this run's teardown: a kept broker (make demo) never reuses it.
+    KAFKA_TRANSIENT: '1',
   };
+  // KAFKA_VERSION (from the environment, as make test sets it per run) chooses the line.
+  const version = await script(['./stack/kafka.sh', 'version'], env, 10_000);
   await script(['./stack/kafka.sh', 'fetch'], env, 660_000);
-  await script(['./stack/kafka.sh', 'start'], env, 90_000);
+  const url = await script(['./stack/kafka.sh', 'start'], env, 90_000);
+  const saslUrl = await script(['./stack/kafka.sh', 'address', 'sasl'], env, 10_000);
   return {
-    url: `127.0.0.1:${port}`,
-    saslUrl: `127.0.0.1:${saslPort}`,
+    url,
+    saslUrl,
+    version,
     stop: async () => {
       await script(['./stack/kafka.sh', 'stop'], env, 60_000);
       await rm(dir, { recursive: true, force: true });
@@ -145,10 +156,12 @@ export async function startStack(): Promise<Stack> {
   try {
     let kafkaBrokers = process.env['KAFKA_BROKERS'];
     let kafkaSaslBrokers = process.env['KAFKA_SASL_BROKERS'] ?? '';
+    let kafkaVersion = kafkaBrokers ? 'KAFKA_BROKERS' : '';
     let adminUrl = process.env['DATABASE_URL'];
     if (mode === 'docker' && (!kafkaBrokers || !adminUrl)) {
       const { kafka, postgres } = await dockerServices();
       cleanups.push(kafka.stop, postgres.stop);
+      if (!kafkaBrokers) kafkaVersion = kafka.version ?? 'docker';
       kafkaBrokers ??= kafka.url;
       adminUrl ??= postgres.url;
     }
@@ -162,10 +175,11 @@ export async function startStack(): Promise<Stack> {
       cleanups.push(kafka.stop);
       kafkaBrokers = kafka.url;
       kafkaSaslBrokers = kafka.saslUrl ?? '';
+      kafkaVersion = kafka.version ?? '';
     }
     const db = await createDatabase(adminUrl);
     cleanups.push(db.drop);
-    return { kafkaBrokers, kafkaSaslBrokers, databaseUrl: db.url, stop: stopAll };
+    return { kafkaBrokers, kafkaSaslBrokers, kafkaVersion, databaseUrl: db.url, stop: stopAll };
   } catch (err) {
     await stopAll().catch(() => undefined);
     throw err;

@@ -1,5 +1,9 @@
 // Prints one plain closing line ("Tests: N passed, N failed[, N skipped]") after vitest's
-// own summary, for tools that read the last lines of a CI log.
+// own summary, for tools that read the last lines of a CI log. Under test/run.ts (make test),
+// which runs vitest once per suite and Kafka version, PGSINK_TEST_RUN names this run: the line
+// is labelled with it ("Tests (integration, Kafka 4.4.0): …") and the counts also go to the
+// JSON file PGSINK_TEST_SUMMARY_FILE, so that only the runner's total is the closing line.
+import { writeFileSync } from 'node:fs';
 import type { Reporter, TestModule } from 'vitest/node';
 
 export default class SummaryReporter implements Reporter {
@@ -17,8 +21,11 @@ export default class SummaryReporter implements Reporter {
       if (m.state() === 'failed' && [...m.children.allTests()].length === 0) failed++;
     }
     failed += errors.length;
+    const run = process.env['PGSINK_TEST_RUN'];
+    const file = process.env['PGSINK_TEST_SUMMARY_FILE'];
+    if (file) writeFileSync(file, JSON.stringify({ passed, failed, skipped }));
     process.stdout.write(
-      `\nTests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`,
+      `\nTests${run ? ` (${run})` : ''}: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`,
     );
   }
 }

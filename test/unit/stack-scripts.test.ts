@@ -1,6 +1,5 @@
 // The stack scripts fail fast with a message that names the fix, never hang.
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -26,20 +25,33 @@ describe('stack scripts', () => {
     expect(stderr).toMatch(/\/nonexistent\/java not found.*KAFKA_BROKERS/);
   });
 
-  it('kafka.sh names a taken port', async () => {
-    const srv = createServer();
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    const port = (srv.address() as { port: number }).port;
-    try {
-      const stderr = await fails(['./stack/kafka.sh', 'start'], {
-        KAFKA_PORT: String(port),
-        KAFKA_STACK_DIR: `${root}.stack/unit-port`,
-      });
-      expect(stderr).toContain(`port ${port} on 127.0.0.1 is taken`);
-      expect(stderr).toContain('KAFKA_PORT=');
-    } finally {
-      srv.close();
-    }
+  it('kafka.sh names an unsupported KAFKA_VERSION and the versions to use', async () => {
+    const stderr = await fails(['./stack/kafka.sh', 'start'], { KAFKA_VERSION: '3.7.0' });
+    expect(stderr).toContain('KAFKA_VERSION=3.7.0 is not supported');
+    expect(stderr).toMatch(/KAFKA_VERSION=4\.\d+\.\d+ \(the default\) or KAFKA_VERSION=3\.9\.\d+/);
+  });
+
+  it('kafka.sh resolves the line aliases to the pinned releases', async () => {
+    const version = async (v: string) =>
+      (
+        await run('./stack/kafka.sh', ['version'], { cwd: root, env: { ...process.env, KAFKA_VERSION: v } })
+      ).stdout.trim();
+    expect(await version('4')).toBe('4.4.0');
+    expect(await version('3.9')).toBe('3.9.2');
+    expect(await version('3.9.1')).toBe('3.9.1');
+  });
+
+  it('kafka.sh names a KAFKA_PORT that is not a port', async () => {
+    const stderr = await fails(['./stack/kafka.sh', 'start'], { KAFKA_PORT: '19o92' });
+    expect(stderr).toContain('KAFKA_PORT=19o92 is not a port number');
+  });
+
+  it('kafka.sh address says when no broker runs for the state dir', async () => {
+    const stderr = await fails(['./stack/kafka.sh', 'address'], {
+      KAFKA_STACK_DIR: `${root}.stack/unit-none`,
+    });
+    expect(stderr).toContain(`no broker is running for ${root}.stack/unit-none`);
+    expect(stderr).toContain('stack/kafka.sh start');
   });
 
   it('postgres.sh names a DATABASE_URL that refuses connections', async () => {
