@@ -10,8 +10,10 @@ export const wallNow = (): number => Date.now();
 export interface PgsinkJob {
   mode: 'pgsink';
   config: ConfigInput;
-  /** Done when this many rows are committed. */
+  /** Done when this many rows (and dead letters, with deadLetters 'expected') are committed. */
   expect: number;
+  /** 'expected': records are meant to be dead-lettered; they count as done. Default: none may be. */
+  deadLetters?: 'none' | 'expected';
   /** Send every flush (partition, offsets, commit time): the latency phase needs them. */
   reportFlushes: boolean;
   /** Send a stats message this often (0: never). */

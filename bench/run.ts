@@ -31,7 +31,7 @@ import pg from 'pg';
 import type { ConfigInput } from '../src/config/schema.ts';
 import { hideKafkajsTimeoutWarning } from '../src/kafka/quirks.ts';
 import { createTopicAndWait } from '../src/kafka/topics.ts';
-import { buildColumnPlan, quoteQualified } from '../src/sink/columns.ts';
+import { buildColumnPlan, quoteIdent, quoteQualified } from '../src/sink/columns.ts';
 import { createTableSql } from '../src/sink/ddl.ts';
 import { benchMessages, benchRoute, benchRouteConfig, benchType } from './data.ts';
 import { cmdlineOf, cpuSeconds, cpuSecondsOfAll, listeningPid, machineInfo, memoryOf } from './proc.ts';
@@ -55,6 +55,7 @@ const { values: args } = parseArgs({
     'latency-seconds': { type: 'string' },
     'latency-rate': { type: 'string' },
     'stall-events': { type: 'string' },
+    'half-bad-events': { type: 'string' },
     'max-rows': { type: 'string' },
     'linger-ms': { type: 'string' },
     concurrency: { type: 'string' },
@@ -79,6 +80,7 @@ if (args.help) {
   --latency-seconds S     length of the open-loop latency phase (15; quick 2)
   --latency-rate N        events/s of the latency phase instead of half the measured maximum
   --stall-events N        events produced while the target table is locked (300000; quick 10000)
+  --half-bad-events N     events of the "half bad" phase, every other one refused by a CHECK (40000; quick 10000)
   --max-rows N            pgsink batch.maxRows (10000)
   --linger-ms N           pgsink batch.lingerMs (200)
   --concurrency N         pgsink backpressure.maxConcurrentFlushes, also B's and D's (3)
@@ -117,6 +119,7 @@ const LATENCY_WARMUP_MS = Math.min(QUICK ? 250 : 1_000, LATENCY_SECONDS * 250);
 /** The quick run only checks that the phase works; its rate is capped to keep it short. */
 const QUICK_LATENCY_RATE_CAP = 10_000;
 const STALL_EVENTS = intArg('stall-events', args['stall-events'], QUICK ? 10_000 : 300_000);
+const HALF_BAD_EVENTS = intArg('half-bad-events', args['half-bad-events'], QUICK ? 10_000 : 40_000);
 const MAX_ROWS = intArg('max-rows', args['max-rows'], 10_000);
 const LINGER_MS = intArg('linger-ms', args['linger-ms'], 200);
 const CONCURRENCY = intArg('concurrency', args.concurrency, 3);
@@ -977,6 +980,59 @@ interface StallResult {
   crashed: string | null;
 }
 
+interface HalfBadResult {
+  events: number;
+  recordsPerSec: number;
+  seconds: number;
+  rows: number;
+  deadLetters: number;
+  peakRssMiB: number;
+}
+
+/**
+ * Every other event is refused by a CHECK constraint (order_id is the event's index): the bad
+ * rows are isolated and dead-lettered, the good ones written. pgsink runs with its deployed
+ * heap; records/s counts rows and dead letters, first fetch to last commit.
+ */
+async function halfBadPhase(c: Ctx): Promise<HalfBadResult> {
+  const topic = `${c.topic}-halfbad`;
+  await createTopic(c, topic);
+  const { table, quoted } = await createTable(c, 'halfbad');
+  await c.db.query(`ALTER TABLE ${quoted} ADD CONSTRAINT even_orders CHECK (order_id % 2 = 0)`);
+  await produce(c, topic, HALF_BAD_EVENTS);
+  const job: Job = {
+    mode: 'pgsink',
+    config: pgsinkConfig(c, topic, table, group(c, 'halfbad')),
+    expect: HALF_BAD_EVENTS,
+    deadLetters: 'expected',
+    reportFlushes: false,
+    statsEveryMs: 0,
+  };
+  const run = await withWorker(new Worker(job, () => undefined, STALL_NODE_FLAGS), async (w) => {
+    const { result } = await w.waitFor('done', phaseTimeoutMs(HALF_BAD_EVENTS * 4));
+    return { result, peakRssMiB: Math.max(result.maxRssMiB, memoryOf(w.pid)?.peakMiB ?? 0) };
+  });
+  const { rows: dead } = await c.db.query<{ n: string }>(
+    `SELECT count(*) AS n FROM ${quoteIdent(c.pgSchema)}.dead_letters WHERE topic = $1 AND error_code = '23514'`,
+    [topic],
+  );
+  const deadLetters = Number(dead[0]!.n);
+  const rows = Math.floor(HALF_BAD_EVENTS / 2) + (HALF_BAD_EVENTS % 2);
+  await countAndDrop(c, quoted, rows, 'half-bad phase');
+  if (deadLetters !== HALF_BAD_EVENTS - rows)
+    throw new Error(
+      `half-bad phase: ${fmt(deadLetters)} dead letters, expected ${fmt(HALF_BAD_EVENTS - rows)}`,
+    );
+  return {
+    events: HALF_BAD_EVENTS,
+    recordsPerSec: run.result.eventsPerSec,
+    seconds: run.result.seconds,
+    rows,
+    deadLetters,
+    peakRssMiB: run.peakRssMiB,
+  };
+}
+
 /** The target table is locked while STALL_EVENTS are produced; backpressure must hold memory. */
 async function stallPhase(c: Ctx): Promise<StallResult> {
   const topic = `${c.topic}-stall`;
@@ -1245,6 +1301,8 @@ async function measure(
   const latency = await latencyPhase(c, rate);
   note(`stall: table locked while ${fmt(STALL_EVENTS)} events are produced`);
   const stall = await stallPhase(c);
+  note(`half bad: ${fmt(HALF_BAD_EVENTS)} events, every other one refused by a CHECK constraint`);
+  const halfBad = await halfBadPhase(c);
   let profile: { file: string; summary: ProfileSummary } | undefined;
   if (args['cpu-prof']) {
     note('profile: one more pgsink run under --cpu-prof');
@@ -1358,6 +1416,10 @@ async function measure(
     `  stalled   (node ${STALL_NODE_FLAGS.join(' ') || 'with V8 defaults'}) table locked ${stall.lockHeldSeconds.toFixed(1)} s while ${fmt(stall.events)} events were produced: peak RSS ${stall.peakRssStalledMiB.toFixed(0)} MiB (${stall.peakRssMiB.toFixed(0)} MiB incl. the drain), buffered (as pgsink counts it) ≤ ${stall.maxBufferedMiB.toFixed(1)} MiB while its V8 heap held ${stall.heapUsedMiB.toFixed(0)} MiB (+ ${stall.externalMiB.toFixed(0)} MiB outside), ${stall.pausedPartitionsAtUnlock}/${PARTITIONS} partitions paused; ${stall.crashed ? `pgsink DIED: ${stall.crashed}` : `drained in ${stall.drainSeconds.toFixed(1)} s after unlock`}`,
   );
 
+  out(
+    `  half bad  (node ${STALL_NODE_FLAGS.join(' ') || 'with V8 defaults'}) ${fmt(halfBad.events)} events, every other one refused by a CHECK: ${fmt(halfBad.recordsPerSec)} records/s (${fmt(halfBad.rows)} rows + ${fmt(halfBad.deadLetters)} dead letters in ${halfBad.seconds.toFixed(1)} s), peak RSS ${halfBad.peakRssMiB.toFixed(0)} MiB`,
+  );
+
   const minCD = Math.min(cEps, dEps);
   const targets: Record<string, Target> = {
     throughput: { what: '≥ 100,000 events/s', value: fmt(pgsinkEps), met: pgsinkEps >= 100_000 },
@@ -1377,6 +1439,11 @@ async function measure(
       what: `peak RSS ≤ ${RSS_TARGET_MIB} MiB (run / stalled)`,
       value: `${peakRss.toFixed(0)} / ${stall.peakRssMiB.toFixed(0)} MiB`,
       met: peakRss <= RSS_TARGET_MIB && stall.peakRssMiB <= RSS_TARGET_MIB && !stall.crashed,
+    },
+    halfBad: {
+      what: `half bad ≥ 10k rec/s, ≤ ${RSS_TARGET_MIB} MiB`,
+      value: `${fmt(halfBad.recordsPerSec)}/s, ${halfBad.peakRssMiB.toFixed(0)} MiB`,
+      met: halfBad.recordsPerSec >= 10_000 && halfBad.peakRssMiB <= RSS_TARGET_MIB,
     },
   };
   if (cpuBound) {
@@ -1505,6 +1572,12 @@ async function measure(
       heapUsedMiB: round(stall.heapUsedMiB, 1),
       externalMiB: round(stall.externalMiB, 1),
       drainSeconds: round(stall.drainSeconds),
+    },
+    halfBad: {
+      ...halfBad,
+      recordsPerSec: round(halfBad.recordsPerSec),
+      seconds: round(halfBad.seconds),
+      peakRssMiB: round(halfBad.peakRssMiB, 1),
     },
     targets: Object.fromEntries(
       Object.entries(targets).map(([k, t]) => [k, { target: t.what, value: t.value, met: t.met }]),

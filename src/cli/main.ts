@@ -61,7 +61,7 @@ async function run(argv: string[]): Promise<number> {
   const http = new HttpServer({
     port: config.http.port,
     ...(config.http.host ? { host: config.http.host } : {}),
-    ready: () => service.ready,
+    readiness: () => ({ ...service.readiness() }),
     checkPostgres: postgresCheck(checkPool),
     postgresTimeoutMs: config.http.readyTimeoutMs,
     maxEventLoopStallMs: config.http.maxEventLoopStallMs,

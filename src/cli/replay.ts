@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.ts';
 import { connectAdmin, type GroupAdmin } from '../kafka/admin.ts';
 import { kafkaConnection } from '../kafka/client-options.ts';
 import { pgClientConfig } from '../sink/connection.ts';
-import { sinkTables } from '../sink/ddl.ts';
+import { ensureGapsTable, sinkTables } from '../sink/ddl.ts';
 import { readFences } from '../sink/flush.ts';
 import { ConfigError, PgsinkError } from '../util/errors.ts';
 import {
@@ -168,7 +168,17 @@ export async function replay(o: ReplayOptions): Promise<void> {
     await client.query('BEGIN');
     try {
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${tables.schema}`);
+      await ensureGapsTable(client, tables);
       for (const r of plan) {
+        // Moving a fence forward over offsets that retention deleted before they were
+        // written accepts their loss: it is recorded as a gap, as pgsink does itself.
+        const f = facts.find((x) => x.partition === r.partition);
+        if (f?.fence !== undefined && r.target > f.fence && f.fence < f.watermarks.low) {
+          await client.query(
+            `INSERT INTO ${tables.gaps} (group_id, topic, partition, first_offset, last_offset) VALUES ($1, $2, $3, $4, $5)`,
+            [o.groupId, o.topic, r.partition, f.fence, Math.min(r.target, f.watermarks.low) - 1],
+          );
+        }
         await client.query(
           `INSERT INTO ${tables.fence} AS f (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
            ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,

@@ -153,8 +153,13 @@ export const configSchema = z
         host: z.string().min(1).optional(),
         readyTimeoutMs: positiveInt.default(1_000),
         maxEventLoopStallMs: positiveInt.default(5_000),
+        /**
+         * A partition with records to write that has not advanced for this long is stuck:
+         * /readyz answers 503 naming it, and it is logged and counted.
+         */
+        stuckAfterMs: positiveInt.default(60_000),
       })
-      .default({ port: 9464, readyTimeoutMs: 1_000, maxEventLoopStallMs: 5_000 }),
+      .default({ port: 9464, readyTimeoutMs: 1_000, maxEventLoopStallMs: 5_000, stuckAfterMs: 60_000 }),
     log: z
       .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
       .default({ level: 'info' }),
@@ -240,6 +245,13 @@ export const configSchema = z
         code: 'custom',
         path: ['shutdown', 'deadlineMs'],
         message: `must exceed batch.lingerMs (${c.batch.lingerMs})`,
+      });
+    }
+    if (c.http.stuckAfterMs <= c.batch.lingerMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http', 'stuckAfterMs'],
+        message: `must exceed batch.lingerMs (${c.batch.lingerMs}): a partition waits that long before it flushes`,
       });
     }
     if (c.kafka.heartbeatIntervalMs * 3 > c.kafka.sessionTimeoutMs) {

@@ -35,9 +35,6 @@ export interface FetchedBatch extends TopicPartition {
   resolveOffset(offset: string): void;
 }
 
-/** Where a seek goes: an offset, or the log's first or next offset. */
-export type SeekTarget = number | 'earliest' | 'latest';
-
 export interface SourceHandlers {
   /** The full new assignment after each group join; everything not in it is revoked. */
   onAssignment(assigned: TopicPartition[]): void;
@@ -56,13 +53,13 @@ export interface KafkaSource {
   start(handlers: SourceHandlers): Promise<void>;
   pause(tps: readonly TopicPartition[]): void;
   resume(tps: readonly TopicPartition[]): void;
-  seek(tp: TopicPartition, offset: SeekTarget): void;
+  seek(tp: TopicPartition, offset: number): void;
   /** Commits `offset` (the next offset to read) as the group's position. */
   commit(tp: TopicPartition, offset: number): Promise<void>;
   /** The group's committed offsets of these partitions, keyed `topic:partition`; -1 where none. */
   committedOffsets(tps: readonly TopicPartition[]): Promise<Map<string, number>>;
-  /** Each partition's first offset still in the log (its low watermark), by partition. */
-  logStartOffsets(topic: string): Promise<Map<number, number>>;
+  /** Each partition's first offset still in the log (low) and its end (high), by partition. */
+  watermarks(topic: string): Promise<Map<number, { low: number; high: number }>>;
   /** Stops fetching, leaves the group and disconnects. Idempotent. */
   stop(): Promise<void>;
 }
@@ -101,13 +98,6 @@ function kafkaLogger(logger: Logger) {
       else if (level === KafkaLogLevel.WARN) logger.warn(fields, message);
       else if (level === KafkaLogLevel.INFO) logger.debug(fields, message);
     };
-}
-
-/** kafkajs' special seek offsets. */
-function seekOffset(target: SeekTarget): string {
-  if (target === 'earliest') return '-2';
-  if (target === 'latest') return '-1';
-  return String(target);
 }
 
 export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
@@ -170,10 +160,13 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
       // (runner.js, emitted synchronously, before the next fetch).
       c.on(c.events.START_BATCH_PROCESS, (e) => {
         const b = e.payload;
-        if (b.batchSize !== 0 || b.firstOffset === null || b.firstOffset === undefined) return;
+        if (b.batchSize !== 0) return;
+        // No record at or past the fetched offset (a compressed batch that starts below it):
+        // kafkajs resolves the fetched offset itself (batch.js lastOffset()).
+        const first = b.firstOffset === null || b.firstOffset === undefined ? b.lastOffset : b.firstOffset;
         handlers.onFiltered?.(
           { topic: b.topic, partition: b.partition },
-          Number(b.firstOffset),
+          Number(first),
           Number(b.lastOffset) + 1,
         );
       });
@@ -212,7 +205,7 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
       if (tps.length) live()?.resume(group(tps));
     },
     seek(tp, offset) {
-      live()?.seek({ topic: tp.topic, partition: tp.partition, offset: seekOffset(offset) });
+      live()?.seek({ topic: tp.topic, partition: tp.partition, offset: String(offset) });
     },
     async commit(tp, offset) {
       const c = live();
@@ -228,10 +221,10 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
         for (const p of t.partitions) out.set(`${t.topic}:${p.partition}`, Number(p.offset));
       return out;
     },
-    async logStartOffsets(topic) {
+    async watermarks(topic) {
       const a = await adminClient();
       const res = await a.fetchTopicOffsets(topic);
-      return new Map(res.map((p) => [p.partition, Number(p.low)]));
+      return new Map(res.map((p) => [p.partition, { low: Number(p.low), high: Number(p.high) }]));
     },
     stop() {
       stopping ??= (async () => {

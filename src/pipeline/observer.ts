@@ -59,6 +59,16 @@ export interface SinkObserver {
   lag(topic: string, partition: number, lag: number): void;
   buffered(totalBytes: number): void;
   notice(n: PartitionNotice): void;
+  /** Every second: each assigned partition's time with records to write and no progress. */
+  partitionHealth(partitions: readonly PartitionHealth[]): void;
+}
+
+export interface PartitionHealth {
+  topic: string;
+  partition: number;
+  /** How long it has had records to write without advancing (0 with nothing to write). */
+  stalledMs: number;
+  stuck: boolean;
 }
 
 export class SinkStats implements SinkObserver {
@@ -105,6 +115,7 @@ export class SinkStats implements SinkObserver {
     this.bufferedBytes = totalBytes;
     if (totalBytes > this.maxBufferedBytes) this.maxBufferedBytes = totalBytes;
   }
+  partitionHealth(): void {}
   notice(n: PartitionNotice): void {
     // Bounded: a process that keeps seeing them keeps the latest.
     if (this.notices.length >= 1_000) this.notices.shift();
@@ -130,5 +141,6 @@ export function observers(...list: SinkObserver[]): SinkObserver {
     lag: each('lag'),
     buffered: each('buffered'),
     notice: each('notice'),
+    partitionHealth: each('partitionHealth'),
   };
 }

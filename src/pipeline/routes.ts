@@ -13,6 +13,7 @@ import {
   type ColumnPlan,
 } from '../sink/columns.ts';
 import { buildDirectLineEncoder, type DirectLineEncoder } from '../sink/direct-line.ts';
+import { buildIsolationPlan, type IsolationPlan } from '../sink/isolate.ts';
 import { buildUpsertPlan, type UpsertPlan } from '../sink/upsert.ts';
 
 export interface RouteRuntime {
@@ -25,6 +26,7 @@ export interface RouteRuntime {
   table: string;
   columnList: string;
   upsert: UpsertPlan | undefined;
+  isolation: IsolationPlan;
 }
 
 function registryTls(config: Config): RegistryTls | undefined {
@@ -71,6 +73,12 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
         route.mode === 'upsert'
           ? buildUpsertPlan(index, route.table, plan.columns, route.keyColumns ?? [])
           : undefined,
+      isolation: buildIsolationPlan(
+        index,
+        route.table,
+        plan.columns,
+        route.mode === 'upsert' ? (route.keyColumns ?? []) : undefined,
+      ),
     });
   }
   return routes;

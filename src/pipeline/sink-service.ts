@@ -18,19 +18,22 @@ import type pg from 'pg';
 import { Backpressure } from '../batch/backpressure.ts';
 import { PartitionBuffer, type Batch, type FlushReason } from '../batch/partition-buffer.ts';
 import type { Config } from '../config/schema.ts';
-import type { FetchedBatch, KafkaSource, SeekTarget, TopicPartition } from '../kafka/source.ts';
+import type { FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
 import { assertRecordValue, type RecordMeta } from '../sink/columns.ts';
 import { LineOverflow, type DirectLineEncoder } from '../sink/direct-line.ts';
 import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { assertUniqueKey, deleteLine, upsertLine } from '../sink/upsert.ts';
 import { FenceBehind, flushBatch, readFences, type Entry, type Failure } from '../sink/flush.ts';
+import { SinkError } from '../sink/pg-errors.ts';
 import { RowArena } from '../sink/row-arena.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { backoffDelay } from '../util/backoff.ts';
 import type { Clock } from '../util/clock.ts';
 import { errorMessage, PgsinkError, RecordError } from '../util/errors.ts';
 import { MAX_TRACE_LINKS, type FailedFlush, type SinkObserver } from './observer.ts';
+import { Progress } from './progress.ts';
+import { decideStart } from './start-position.ts';
 import type { RouteRuntime } from './routes.ts';
 
 /** Per-record overhead on top of its bytes: the entry object, offsets, strings' headers. */
@@ -72,7 +75,58 @@ interface PartitionState {
   /** The Kafka commit running for this partition, and the newest offset still to commit. */
   committing: Promise<void> | undefined;
   commitWanted: { offset: number; epoch: number } | undefined;
+  /** Whether it advances (src/pipeline/progress.ts), and whether it was reported stuck. */
+  progress: Progress;
+  reportedStuck: boolean;
+  /**
+   * Stopped: nothing more is fetched until the partition is assigned again (a retention gap
+   * with onRetentionGap: stop, a fence beyond the log's end). What is buffered still flushes.
+   */
+  stopped: { code: string; reason: string } | undefined;
+  /** The offset an unannounced skip was sought back from once (see checkSkip). */
+  skipCheckedAt: number | undefined;
+  /** The first offset this process wrote after creating the partition's fence row. */
+  createdFrom: number | undefined;
+  /** Flushes committed in this epoch: a fence read from Postgres meanwhile is stale. */
+  flushes: number;
+  /** A fetched batch of it is being handled (onBatch awaits). */
+  inBatch: boolean;
+  /** An error of unknown kind repeating on the same first offset (see runFlush). */
+  suspect: { code: string; first: number; count: number } | undefined;
+  /** The next flush isolates bad rows from the start (an unknown error proved to be data). */
+  isolateNext: boolean;
 }
+
+/** A partition with records to write that has not advanced for longer than http.stuckAfterMs. */
+export interface StuckPartition {
+  topic: string;
+  partition: number;
+  /** ISO time since which it has not advanced. */
+  since: string;
+  stalledSeconds: number;
+  /** The last error's code and the stage it came from, when there was one. */
+  code?: string;
+  stage?: string;
+}
+
+export interface Readiness {
+  ready: boolean;
+  /** Why not, in one line (no secrets: codes, topics, partitions, times). */
+  reason?: string;
+  consumer: 'ok' | 'starting' | 'not joined' | 'stopping' | 'failed';
+  haltedRoutes: string[];
+  stuck: StuckPartition[];
+  stopped: Array<{ topic: string; partition: number; code: string }>;
+}
+
+/** How often stuck partitions are looked for and reported. */
+const HEALTH_TICK_MS = 1_000;
+/** How often the watermarks of assigned partitions are read (lag while paused or stuck). */
+const WATERMARK_POLL_MS = 5_000;
+/** An unknown error that repeats this often on the same records while Postgres answers is data. */
+const UNKNOWN_REPEATS_AS_DATA = 3;
+/** The longest a fetched batch waits for its partition's start position inside the fetch loop. */
+const POSITION_WAIT_MS = 1_000;
 
 export interface SinkServiceDeps {
   config: Config;
@@ -104,6 +158,9 @@ export class SinkService {
   private idleWaiters: Array<() => void> = [];
   private readonly halted = new Map<string, string>();
   private readonly deadLetterWindow = new Map<string, Array<[number, number]>>();
+  private healthTimer: NodeJS.Timeout | undefined;
+  private watermarkPoll: Promise<void> | undefined;
+  private lastWatermarkPoll = 0;
   state: ServiceState = 'new';
 
   private readonly d: SinkServiceDeps;
@@ -114,9 +171,192 @@ export class SinkService {
     this.tables = sinkTables(d.config.postgres.schema);
   }
 
-  /** Joined the group at least once and not stopping. */
+  /** Joined the group, no route stopped by its dead-letter limit, no partition stuck. */
   get ready(): boolean {
-    return this.joined && this.state === 'running' && this.halted.size === 0;
+    return this.readiness().ready;
+  }
+
+  /** What /readyz says, and why: the first failing check names the reason. */
+  readiness(): Readiness {
+    const now = this.d.clock.now();
+    const consumer: Readiness['consumer'] =
+      this.state === 'failed'
+        ? 'failed'
+        : this.state === 'stopping' || this.state === 'stopped'
+          ? 'stopping'
+          : this.state !== 'running'
+            ? 'starting'
+            : this.joined
+              ? 'ok'
+              : 'not joined';
+    const stuck = this.stuckPartitions(now);
+    const haltedRoutes = [...this.halted.keys()];
+    const stopped = [...this.states.values()]
+      .filter((st) => st.assigned && st.stopped)
+      .map((st) => ({ ...st.tp, code: st.stopped!.code }));
+    let reason: string | undefined;
+    if (consumer === 'failed') reason = 'the Kafka consumer failed and will not restart (see the log)';
+    else if (consumer === 'stopping') reason = 'stopping';
+    else if (consumer === 'starting') reason = 'starting: not consuming yet';
+    else if (consumer === 'not joined') reason = 'the consumer has not joined its group yet';
+    else if (haltedRoutes.length)
+      reason = `route ${haltedRoutes.join(', ')} stopped by its dead-letter limit (routes[].maxDeadLettersPerMinute)`;
+    else if (stopped.length) {
+      const s = stopped[0]!;
+      reason =
+        `partition ${s.topic}:${s.partition} is stopped (${s.code}; see the log)` +
+        (stopped.length > 1 ? `, and ${stopped.length - 1} more` : '');
+    } else if (stuck.length) {
+      const s = stuck[0]!;
+      reason =
+        `partition ${s.topic}:${s.partition} has had records to write for ${s.stalledSeconds} s without advancing` +
+        (s.code ? ` (last error ${s.code} in ${s.stage})` : '') +
+        (stuck.length > 1 ? `, and ${stuck.length - 1} more` : '');
+    }
+    return {
+      ready: reason === undefined,
+      ...(reason ? { reason } : {}),
+      consumer,
+      haltedRoutes,
+      stuck,
+      stopped,
+    };
+  }
+
+  private hasWork(st: PartitionState): boolean {
+    return (
+      st.buffer.rows > 0 ||
+      st.inFlight !== undefined ||
+      st.holdUntil !== undefined ||
+      st.stopped !== undefined ||
+      st.highWatermark > (st.next ?? st.fence ?? 0)
+    );
+  }
+
+  private stuckPartitions(now: number): StuckPartition[] {
+    const after = this.d.config.http.stuckAfterMs;
+    const out: StuckPartition[] = [];
+    for (const st of this.states.values()) {
+      if (!st.assigned) continue;
+      const since = st.progress.stuckSince(now, after);
+      if (since === undefined) continue;
+      const e = st.progress.lastError;
+      out.push({
+        ...st.tp,
+        since: new Date(since).toISOString(),
+        stalledSeconds: Math.round((now - since) / 1000),
+        ...(e ? { code: e.code, stage: e.stage } : {}),
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Every second: partitions with nothing to write are idle; stuck ones are logged once (and
+   * their recovery); the observer gets each partition's stall time. Every few seconds the
+   * watermarks are read, so lag keeps moving while a partition is paused or stuck.
+   */
+  private healthTick(): void {
+    if (this.state !== 'running') return;
+    const now = this.d.clock.now();
+    const after = this.d.config.http.stuckAfterMs;
+    const report = [];
+    for (const st of this.states.values()) {
+      if (!st.assigned) continue;
+      if (!this.hasWork(st)) st.progress.idle();
+      const since = st.progress.stuckSince(now, after);
+      if (since !== undefined && !st.reportedStuck) {
+        st.reportedStuck = true;
+        const e = st.progress.lastError;
+        this.d.logger.error(
+          { ...st.tp, since: new Date(since).toISOString(), code: e?.code, stage: e?.stage },
+          `partition ${st.key} is stuck: it has had records to write for ${Math.round((now - since) / 1000)} s without advancing` +
+            (e ? ` (last error ${e.code} in ${e.stage}; see the warnings before this one)` : ''),
+        );
+      } else if (since === undefined && st.reportedStuck) {
+        st.reportedStuck = false;
+        this.d.logger.info({ ...st.tp }, `partition ${st.key} advances again`);
+      }
+      report.push({ ...st.tp, stalledMs: st.progress.stalledMs(now), stuck: since !== undefined });
+    }
+    this.d.observer.partitionHealth(report);
+    if (now - this.lastWatermarkPoll >= WATERMARK_POLL_MS && !this.watermarkPoll) {
+      this.lastWatermarkPoll = now;
+      this.watermarkPoll = this.pollWatermarks().finally(() => (this.watermarkPoll = undefined));
+    }
+  }
+
+  /**
+   * A partition with nothing new to write would not notice that Postgres lost its last
+   * commits until its next flush (and retention may take the records meanwhile): its fence is
+   * compared with Postgres' now and then too.
+   */
+  private async checkFences(): Promise<void> {
+    const before = new Map<PartitionState, { epoch: number; flushes: number; fence: number }>();
+    for (const st of this.states.values()) {
+      if (st.assigned && st.fence !== undefined && !st.inFlight && st.next !== undefined)
+        before.set(st, { epoch: st.epoch, flushes: st.flushes, fence: st.fence });
+    }
+    if (before.size === 0) return;
+    let rows: Map<string, number>;
+    try {
+      const client = await this.checkout();
+      try {
+        rows = await readFences(client, this.tables, this.d.config.kafka.groupId);
+      } finally {
+        this.checkin(client);
+      }
+    } catch {
+      return; // an outage: the flushes will say so
+    }
+    for (const [st, was] of before) {
+      // A flush in between makes what was read stale.
+      if (st.epoch !== was.epoch || st.flushes !== was.flushes || st.inFlight || this.state !== 'running')
+        continue;
+      const row = rows.get(st.key);
+      if (row !== undefined && row >= was.fence) continue;
+      this.rewind(st, new FenceBehind(row, was.fence, `fence check ${st.key}`));
+    }
+  }
+
+  private async pollWatermarks(): Promise<void> {
+    await this.checkFences();
+    const topics = new Set<string>();
+    for (const st of this.states.values()) if (st.assigned) topics.add(st.tp.topic);
+    for (const topic of topics) {
+      let marks: Map<number, { low: number; high: number }>;
+      try {
+        marks = await this.d.source.watermarks(topic);
+      } catch (err) {
+        this.d.logger.debug({ topic, err: errorMessage(err) }, 'cannot read watermarks');
+        continue;
+      }
+      const now = this.d.clock.now();
+      for (const [partition, { low, high }] of marks) {
+        const st = this.states.get(`${topic}:${partition}`);
+        if (!st?.assigned) continue;
+        st.highWatermark = high;
+        if (
+          st.next !== undefined &&
+          st.next < low &&
+          !st.inBatch &&
+          !st.stopped &&
+          this.state === 'running'
+        ) {
+          // Retention took records this partition had not fetched yet. The client would find
+          // out at its next fetch and, with kafka.fromBeginning false, reset to the end, where
+          // nothing may come for a long while: record the gap now and read from the log start.
+          const from = st.next;
+          this.retentionGap(st, from, low - 1);
+          if (!st.stopped) {
+            st.next = low;
+            this.d.source.seek(st.tp, low);
+          }
+        }
+        this.d.observer.lag(topic, partition, Math.max(0, high - (st.lastCommitted ?? st.fence ?? 0)));
+        if (this.hasWork(st)) st.progress.busy(now);
+      }
+    }
   }
 
   /** Routes stopped by their dead-letter rate limit, with the reason. */
@@ -156,6 +396,8 @@ export class SinkService {
     }
     await this.openFlushConnections();
     this.state = 'running';
+    this.healthTimer = setInterval(() => this.healthTick(), HEALTH_TICK_MS);
+    this.healthTimer.unref();
     await this.d.source.start({
       onAssignment: (tps) => this.onAssignment(tps),
       onBatch: (b) => this.onBatch(b),
@@ -253,6 +495,15 @@ export class SinkService {
       st.holdUntil = undefined;
       st.holdReason = undefined;
       st.attempts = 0;
+      st.progress = new Progress(this.d.clock.now());
+      st.reportedStuck = false;
+      st.suspect = undefined;
+      st.isolateNext = false;
+      st.stopped = undefined;
+      st.skipCheckedAt = undefined;
+      st.createdFrom = undefined;
+      st.flushes = 0;
+      st.lastCommitted = undefined;
       this.bp.forget(st.key);
       this.waiting.delete(st);
     }
@@ -281,17 +532,37 @@ export class SinkService {
         lastCommitted: undefined,
         committing: undefined,
         commitWanted: undefined,
+        progress: new Progress(this.d.clock.now()),
+        reportedStuck: false,
+        suspect: undefined,
+        isolateNext: false,
+        stopped: undefined,
+        skipCheckedAt: undefined,
+        createdFrom: undefined,
+        flushes: 0,
+        inBatch: false,
       });
     }
     // Fences for the whole assignment in one query, Kafka's commits in one request; each
     // partition's first batch waits for its own position.
     const mine = [...this.states.values()].filter((st) => st.assigned);
     const fences = this.loadFences();
-    const committed = this.loadCommitted(mine.map((st) => st.tp));
+    const committed = this.bounded(
+      this.d.source.committedOffsets(mine.map((st) => st.tp)),
+      "Kafka's committed offsets",
+    );
+    const marks = new Map<string, Promise<Map<number, { low: number; high: number }> | undefined>>();
+    for (const st of mine) {
+      if (!marks.has(st.tp.topic))
+        marks.set(
+          st.tp.topic,
+          this.bounded(this.d.source.watermarks(st.tp.topic), `the watermarks of ${st.tp.topic}`),
+        );
+    }
     for (const st of mine) {
       const epoch = st.epoch;
-      st.positioned = Promise.all([fences, committed]).then(([f, c]) =>
-        this.position(st, epoch, f.get(st.key), c?.get(st.key)),
+      st.positioned = Promise.all([fences, committed, marks.get(st.tp.topic)!]).then(([f, c, w]) =>
+        this.position(st, epoch, f.get(st.key), c?.get(st.key), w?.get(st.tp.partition)),
       );
     }
     // Partitions that kafkajs still holds paused from before the rebalance resume unless
@@ -305,72 +576,111 @@ export class SinkService {
   }
 
   /**
-   * Where a partition starts. With a fence row, Postgres decides: the fence, whichever side
-   * Kafka's committed offset is on. Kafka ahead of it means Postgres lost commits that Kafka
-   * kept (a failover to an asynchronous replica, a restore): those records are read again.
-   * Kafka behind it means a Kafka commit was lost after its Postgres commit: skip ahead. Without
-   * a fence row (a new group, or Postgres restored from before pgsink ran), the client's own
-   * start stands: Kafka's committed offset, else kafka.fromBeginning.
+   * Where a partition starts (src/pipeline/start-position.ts): its fence, whichever side
+   * Kafka's commit is on; without a fence row, Kafka's commit or kafka.fromBeginning; a start
+   * below the log start is a retention gap, a fence beyond the log end stops the partition.
    */
   private position(
     st: PartitionState,
     epoch: number,
     fence: number | undefined,
     committed: number | undefined,
+    watermarks: { low: number; high: number } | undefined,
   ): void {
     if (epoch !== st.epoch || !st.assigned || this.state !== 'running') return;
     st.fence = fence;
-    st.next = fence;
-    if (committed !== undefined && committed >= 0) st.lastCommitted = committed;
-    if (fence === undefined || committed === fence) return;
-    // Not known (the request failed): seeking to the fence is right either way.
-    if (committed === undefined) {
-      this.d.source.seek(st.tp, fence);
-      this.commitSoon(st, fence);
+    st.lastCommitted = committed !== undefined && committed >= 0 ? committed : undefined;
+    if (watermarks) st.highWatermark = watermarks.high;
+    const d = decideStart({ fence, committed, watermarks, fromBeginning: this.d.config.kafka.fromBeginning });
+    if (d.kind === 'beyond-end') {
+      this.stopPartition(
+        st,
+        'FENCE_BEYOND_LOG_END',
+        `the Postgres fence of ${st.key} is at offset ${d.fence}, but the log ends at ${d.high}: the topic was recreated, ` +
+          `moved to another cluster or truncated. Nothing is written to this partition until the group is moved: ` +
+          `pgsink replay --topic ${st.tp.topic} --partition ${st.tp.partition} --to-earliest (or --to-offset).`,
+      );
       return;
     }
-    this.d.source.seek(st.tp, fence);
-    if (committed < 0) {
-      this.d.logger.info(
-        { ...st.tp, fence },
-        'no committed offset in Kafka; starting from the Postgres fence',
-      );
-      this.commitSoon(st, fence);
-    } else if (committed > fence) {
+    st.next = d.next;
+    if (d.seek !== undefined) this.d.source.seek(st.tp, d.seek);
+    if (d.reread) {
       this.d.logger.warn(
-        { ...st.tp, fence, committed, records: committed - fence },
-        `Postgres is behind the committed offset: records ${fence}..${committed - 1} of ${st.key} are re-read; was Postgres restored or failed over?`,
+        { ...st.tp, fence, committed, records: d.reread.last - d.reread.first + 1 },
+        `Postgres is behind the committed offset: records ${d.reread.first}..${d.reread.last} of ${st.key} are re-read; was Postgres restored or failed over?`,
       );
-      this.d.observer.notice({ kind: 'reread', ...st.tp, first: fence, last: committed - 1 });
-    } else {
-      this.d.logger.info(
-        { ...st.tp, fence, committed },
-        'the Kafka commit is behind the Postgres fence (it was lost after Postgres committed); starting from the fence',
-      );
-      this.commitSoon(st, fence);
+      this.d.observer.notice({ kind: 'reread', ...st.tp, ...d.reread });
     }
+    if (d.fromKafkaCommit !== undefined)
+      this.d.logger.warn(
+        { ...st.tp, committed: d.fromKafkaCommit },
+        `no Postgres fence for ${st.key}: starting from Kafka's committed offset ${d.fromKafkaCommit}. ` +
+          'Records before it are not written again; if Postgres was restored from before pgsink ran, move the group with pgsink replay.',
+      );
+    if (d.commitBeyondEnd !== undefined)
+      this.d.logger.warn(
+        { ...st.tp, committed: d.commitBeyondEnd, high: watermarks?.high },
+        `Kafka's committed offset ${d.commitBeyondEnd} of ${st.key} is beyond the log's end; starting as kafka.fromBeginning says`,
+      );
+    if (d.commitFence && fence !== undefined) this.commitSoon(st, fence);
+    if (d.gap) this.retentionGap(st, d.gap.first, d.gap.last);
   }
 
-  /** Kafka's committed offsets for the assignment; undefined when they cannot be read in time. */
-  private async loadCommitted(tps: TopicPartition[]): Promise<Map<string, number> | undefined> {
-    if (tps.length === 0) return new Map();
+  /** A lookup the fetch loop may wait for, bounded well under the session timeout. */
+  private async bounded<T>(p: Promise<T>, what: string): Promise<T | undefined> {
+    const ms = Math.max(1_000, Math.floor(this.d.config.kafka.sessionTimeoutMs / 4));
     let timer: NodeJS.Timeout | undefined;
     try {
       return await Promise.race([
-        this.d.source.committedOffsets(tps),
+        p,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000);
+          timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
         }),
       ]);
     } catch (err) {
       this.d.logger.warn(
         { err: errorMessage(err) },
-        "cannot read Kafka's committed offsets; every partition with a fence starts from it",
+        `cannot read ${what}; partitions start from their fences`,
       );
       return undefined;
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Offsets first..last were deleted by retention before they were written. `continue`: a
+   * skip entry records them with the flush that moves the fence past them. `stop`: the
+   * partition stops here (what is buffered before the gap still flushes).
+   */
+  private retentionGap(st: PartitionState, first: number, last: number): void {
+    const action = st.route.config.onRetentionGap;
+    const lost = `records ${first}..${last} of ${st.key} were deleted by retention before pgsink wrote them (${last - first + 1} records lost)`;
+    if (action === 'stop') {
+      this.d.observer.notice({ kind: 'retention-gap', ...st.tp, first, last, action });
+      this.stopPartition(
+        st,
+        'RETENTION_GAP',
+        `${lost}; the partition is stopped (routes[].onRetentionGap: stop). To go on, set onRetentionGap: continue and restart ` +
+          `(the gap is then recorded in ${this.tables.gaps}), or move the group past it: pgsink replay --topic ${st.tp.topic} --partition ${st.tp.partition} --to-earliest.`,
+      );
+      return;
+    }
+    this.d.logger.error(
+      { ...st.tp, first, last },
+      `${lost}; the gap is recorded in ${this.tables.gaps} and writing goes on from offset ${last + 1}`,
+    );
+    this.bufferEntries(st, [skipEntry(first, last, true)]);
+    this.maybeFlush(st);
+    this.armTimer(st.buffer.deadline());
+  }
+
+  /** Stops fetching the partition (see PartitionState.stopped), loudly. */
+  private stopPartition(st: PartitionState, code: string, reason: string): void {
+    st.stopped = { code, reason };
+    st.progress.failed(code, 'position', this.d.clock.now());
+    this.d.logger.error({ ...st.tp, code }, reason);
+    this.applyBackpressure();
   }
 
   private async loadFences(): Promise<Map<string, number>> {
@@ -397,17 +707,29 @@ export class SinkService {
   // ---------------------------------------------------------------- ingest
 
   private async onBatch(batch: FetchedBatch): Promise<void> {
-    const key = `${batch.topic}:${batch.partition}`;
-    const st = this.states.get(key);
-    if (!st || !st.assigned || this.state !== 'running' || batch.isStale()) return;
+    const st = this.states.get(`${batch.topic}:${batch.partition}`);
+    if (!st) return;
+    st.inBatch = true;
+    try {
+      await this.takeBatch(st, batch);
+    } finally {
+      st.inBatch = false;
+    }
+  }
+
+  private async takeBatch(st: PartitionState, batch: FetchedBatch): Promise<void> {
+    const key = st.key;
+    if (!st.assigned || this.state !== 'running' || batch.isStale()) return;
     // Paused after this batch was fetched: leave it unresolved, it is fetched again on resume.
     if (this.kafkaPaused.has(key)) return;
     if (batch.messages.length === 0) return;
     const epoch = st.epoch;
     st.highWatermark = Number(batch.highWatermark);
-    await st.positioned;
+    // Bounded: this runs inside kafkajs' fetch loop, which heartbeats only between batches. A
+    // batch left unresolved is fetched again.
+    if (!(await settlesWithin(st.positioned, POSITION_WAIT_MS))) return;
     // A seek issued meanwhile (positioning) makes this batch one of the old position's.
-    if (epoch !== st.epoch || this.state !== 'running' || batch.isStale()) return;
+    if (epoch !== st.epoch || this.state !== 'running' || batch.isStale() || st.stopped) return;
 
     const msgs = batch.messages;
     if (st.next !== undefined && batch.fetchedOffset > st.next) {
@@ -481,6 +803,7 @@ export class SinkService {
 
   private bufferEntries(st: PartitionState, entries: readonly Entry[]): void {
     const now = this.d.clock.now();
+    if (entries.length) st.progress.busy(now);
     let bytes = 0;
     for (const entry of entries) {
       const size = SinkService.sizeOf(entry);
@@ -491,23 +814,24 @@ export class SinkService {
   }
 
   /**
-   * The batch was fetched from above `next`: the client skipped offsets. Returns true when the
-   * batch is to be taken (from its fetched offset on), false when it is dropped (left
-   * unresolved) — a seek or a hold has been arranged then.
+   * The batch was fetched from above `next`: the client skipped offsets it did not announce
+   * (announced ones, control records and aborted transactions, move `next` by onFiltered).
+   * Returns true when the batch is to be taken (from its fetched offset on), false when it is
+   * dropped (left unresolved) — a seek or a hold has been arranged then.
    *
-   * A client skips offsets it filtered itself (kafkajs resolves a fetch of only control
-   * records or aborted messages without handing it over), which is fine: they exist in the
-   * log. When `next` is below the log start, the records were deleted by retention before
-   * they were written (the client then resets to the log start or the end): that is a gap,
-   * recorded in the same transaction that moves the fence past it.
+   * Below the log start, the records were deleted by retention before they were written (the
+   * client reset after OFFSET_OUT_OF_RANGE): a gap. Otherwise the skip is suspect (a seek of
+   * an older generation that kafkajs applied late, say): the partition is sought back to
+   * `next` once; a skip that comes again from the same place is taken as the client's own.
    */
   private async checkSkip(st: PartitionState, epoch: number, batch: FetchedBatch): Promise<boolean> {
     const next = st.next!;
     let logStart: number | undefined;
     try {
-      logStart = (await this.d.source.logStartOffsets(st.tp.topic)).get(st.tp.partition);
+      logStart = (await this.d.source.watermarks(st.tp.topic)).get(st.tp.partition)?.low;
       if (logStart === undefined) throw new Error(`the broker gave no log start for ${st.key}`);
     } catch (err) {
+      if (epoch !== st.epoch || this.state !== 'running') return false;
       const e = new PgsinkError('kafka', `cannot read the log start of ${st.key}: ${errorMessage(err)}`, {
         code: 'LOG_START_UNKNOWN',
         retriable: true,
@@ -518,37 +842,27 @@ export class SinkService {
     }
     if (epoch !== st.epoch || this.state !== 'running') return false;
     if (next >= logStart) {
-      this.d.logger.debug(
+      if (st.skipCheckedAt !== next) {
+        st.skipCheckedAt = next;
+        this.d.logger.warn(
+          { ...st.tp, next, fetched: batch.fetchedOffset },
+          `the Kafka client skipped offsets ${next}..${batch.fetchedOffset - 1} of ${st.key} without saying why; reading from ${next} again`,
+        );
+        this.d.source.seek(st.tp, next);
+        return false;
+      }
+      this.d.logger.warn(
         { ...st.tp, from: next, to: batch.fetchedOffset - 1 },
-        'the Kafka client skipped offsets it filtered (control records, aborted transactions)',
+        `the Kafka client skips offsets ${next}..${batch.fetchedOffset - 1} of ${st.key} again: taken as offsets it filtered (nothing to write there)`,
       );
+      this.bufferEntries(st, [skipEntry(next, batch.fetchedOffset - 1, false)]);
       st.next = batch.fetchedOffset;
       return true;
     }
     // Records at and beyond the fetched offset are in hand even if retention moved on since.
     const end = Math.min(logStart, batch.fetchedOffset);
-    const first = next;
-    const last = end - 1;
-    const action = st.route.config.onRetentionGap;
-    this.d.observer.notice({ kind: 'retention-gap', ...st.tp, first, last, action });
-    const message =
-      `records ${first}..${last} of ${st.key} were deleted by retention before pgsink wrote them ` +
-      `(${last - first + 1} records lost)`;
-    if (action === 'stop') {
-      const err = new PgsinkError(
-        'kafka',
-        `${message}; the partition is stopped (routes[].onRetentionGap: stop). To go on, move the group past the gap with pgsink replay --to-earliest (the loss is then accepted), or set onRetentionGap: continue.`,
-        { code: 'RETENTION_GAP', retriable: false },
-      );
-      this.d.logger.error({ ...st.tp, first, last }, err.message);
-      this.hold(st, err, 'retention gap', undefined, Infinity);
-      return false;
-    }
-    this.d.logger.error(
-      { ...st.tp, first, last },
-      `${message}; the gap is recorded in ${this.tables.gaps} and writing goes on from offset ${end}`,
-    );
-    this.bufferEntries(st, [skipEntry(first, last, true)]);
+    this.retentionGap(st, next, end - 1);
+    if (st.stopped) return false;
     st.next = end;
     if (end < batch.fetchedOffset) {
       // The client reset to the log's end (kafka.fromBeginning: false): records from the log
@@ -721,6 +1035,7 @@ export class SinkService {
       columnList: st.route.columnList,
       tables: this.tables,
       upsert: st.route.upsert,
+      isolation: st.route.isolation,
       expectedFence: st.fence,
     };
     const describe = (): FailedFlush => ({
@@ -740,7 +1055,7 @@ export class SinkService {
     try {
       client = await this.checkout();
       this.activeClients.add(client);
-      const outcome = await flushBatch(client, target, entries);
+      const outcome = await flushBatch(client, target, entries, { isolate: st.isolateNext });
       this.activeClients.delete(client);
       this.checkin(client);
       client = undefined;
@@ -748,12 +1063,19 @@ export class SinkService {
       if (epoch !== st.epoch) return;
       this.bp.add(st.key, -batch.bytes);
       st.fence = outcome.nextOffset;
+      st.flushes++;
+      if (outcome.createdFence) st.createdFrom = entries[0]!.offset;
+      for (const g of outcome.gaps)
+        this.d.observer.notice({ kind: 'retention-gap', ...st.tp, ...g, action: 'continue' });
       st.attempts = 0;
+      st.suspect = undefined;
+      st.isolateNext = false;
       if (st.holdUntil !== undefined) {
         this.d.logger.info({ ...st.tp }, 'sink recovered; partition resumes');
         st.holdUntil = undefined;
         st.holdReason = undefined;
       }
+      st.progress.advanced(this.d.clock.now(), this.hasWork(st));
       if (st.assigned) this.commitSoon(st, outcome.nextOffset);
       if (outcome.deadLettered > 0) this.checkDeadLetterRate(st.route, outcome.deadLettered);
     } catch (err) {
@@ -777,6 +1099,40 @@ export class SinkService {
       }
       st.buffer.requeue(batch);
       this.hold(st, e, 'flush', failed);
+      if (e instanceof SinkError && e.kind === 'unknown')
+        await this.suspectData(st, e, entries[0]!.offset, epoch);
+    }
+  }
+
+  /**
+   * An error of no known kind: an outage would fail other queries too; one that repeats on the
+   * same records while Postgres answers a plain query is the records' (DESIGN.md invariant 5:
+   * nothing retries forever on a record). After UNKNOWN_REPEATS_AS_DATA such failures the next
+   * flush isolates the batch's rows, and the rows that still fail become dead letters.
+   */
+  private async suspectData(st: PartitionState, e: SinkError, first: number, epoch: number): Promise<void> {
+    const same = st.suspect?.code === e.code && st.suspect.first === first;
+    st.suspect = { code: e.code, first, count: same ? st.suspect!.count + 1 : 1 };
+    if (st.suspect.count < UNKNOWN_REPEATS_AS_DATA) return;
+    if (!(await this.postgresAnswers()) || epoch !== st.epoch) return;
+    st.isolateNext = true;
+    this.d.logger.warn(
+      { ...st.tp, code: e.code, first, attempts: st.suspect.count },
+      `error ${e.code} repeated ${st.suspect.count} times on the batch from offset ${first} of ${st.key} while Postgres answers other queries: treated as the records' fault; the next flush isolates and dead-letters the rows that fail`,
+    );
+  }
+
+  private async postgresAnswers(): Promise<boolean> {
+    try {
+      const client = await this.checkout();
+      try {
+        await client.query('SELECT 1');
+        return true;
+      } finally {
+        this.checkin(client);
+      }
+    } catch {
+      return false;
     }
   }
 
@@ -845,13 +1201,6 @@ export class SinkService {
    */
   private rewind(st: PartitionState, e: FenceBehind): void {
     const fence = e.fence;
-    const first = fence ?? 0;
-    this.d.logger.warn(
-      { ...st.tp, fence: fence ?? null, written: e.expected },
-      `Postgres is behind this process: its fence for ${st.key} is ${fence === undefined ? 'gone' : `at ${fence}`}, ` +
-        `but offsets up to ${e.expected - 1} had been written; they are read again from there. Was Postgres restored or failed over?`,
-    );
-    if (e.expected > first) this.d.observer.notice({ kind: 'reread', ...st.tp, first, last: e.expected - 1 });
     st.epoch++;
     st.buffer.clear();
     this.bp.forget(st.key);
@@ -861,26 +1210,47 @@ export class SinkService {
     st.holdReason = undefined;
     st.lastCommitted = undefined;
     st.commitWanted = undefined;
+    st.skipCheckedAt = undefined;
+    st.flushes = 0;
     const epoch = st.epoch;
+    const reread = (first: number) => {
+      this.d.logger.warn(
+        { ...st.tp, fence: fence ?? null, written: e.expected, from: first },
+        `Postgres is behind this process: its fence for ${st.key} is ${fence === undefined ? 'gone' : `at ${fence}`}, ` +
+          `but offsets up to ${e.expected - 1} had been written; they are read again from ${first}. Was Postgres restored or failed over?`,
+      );
+      if (e.expected > first)
+        this.d.observer.notice({ kind: 'reread', ...st.tp, first, last: e.expected - 1 });
+    };
     if (fence !== undefined) {
       st.fence = fence;
       st.next = fence;
       st.positioned = Promise.resolve();
       this.d.source.seek(st.tp, fence);
+      reread(fence);
     } else {
+      // The row is gone: Postgres went back to before this group wrote here. From where this
+      // process created it when it did, else from the log's start — never Kafka's commit,
+      // which this process moved past the lost transactions itself.
       st.fence = undefined;
-      st.next = undefined;
-      st.positioned = this.loadCommitted([st.tp]).then((c) => {
-        if (epoch !== st.epoch || !st.assigned || this.state !== 'running') return;
-        const committed = c?.get(st.key);
-        const target: SeekTarget =
-          committed !== undefined && committed >= 0
-            ? committed
-            : this.d.config.kafka.fromBeginning
-              ? 'earliest'
-              : 'latest';
-        this.d.source.seek(st.tp, target);
-      });
+      const from = st.createdFrom;
+      st.createdFrom = undefined;
+      st.next = from;
+      st.positioned =
+        from !== undefined
+          ? Promise.resolve().then(() => {
+              this.d.source.seek(st.tp, from);
+              reread(from);
+            })
+          : this.bounded(this.d.source.watermarks(st.tp.topic), `the watermarks of ${st.tp.topic}`).then(
+              (w) => {
+                if (epoch !== st.epoch || !st.assigned || this.state !== 'running') return;
+                const low = w?.get(st.tp.partition)?.low ?? 0;
+                st.next = low;
+                this.d.source.seek(st.tp, low);
+                reread(low);
+              },
+            );
     }
     this.applyBackpressure();
   }
@@ -893,6 +1263,8 @@ export class SinkService {
     const delay = forMs ?? backoffDelay(st.attempts, this.d.config.retry, this.d.random);
     st.attempts++;
     st.holdUntil = this.d.clock.now() + delay;
+    const failCode = err instanceof PgsinkError ? err.code : (err as { code?: unknown }).code;
+    st.progress.failed(typeof failCode === 'string' ? failCode : err.name, what, this.d.clock.now());
     st.holdReason = what;
     this.d.observer.flushFailed(st.tp.topic, st.tp.partition, err, st.attempts, {
       stage: what,
@@ -960,7 +1332,7 @@ export class SinkService {
     for (const st of this.states.values()) {
       if (!st.assigned) continue;
       assigned.push(st.key);
-      if (st.holdUntil !== undefined || this.halted.has(st.tp.topic)) held.add(st.key);
+      if (st.holdUntil !== undefined || st.stopped || this.halted.has(st.tp.topic)) held.add(st.key);
     }
     const { pause, resume } = this.bp.evaluate(assigned, held);
     const toPause = pause.filter((k) => !this.kafkaPaused.has(k) && this.state === 'running');
@@ -971,7 +1343,7 @@ export class SinkService {
       this.d.observer.paused(
         st.tp.topic,
         st.tp.partition,
-        held.has(k) ? (st.holdReason ?? 'hold') : 'buffer full',
+        held.has(k) ? (st.stopped ? 'stopped' : (st.holdReason ?? 'hold')) : 'buffer full',
       );
     }
     for (const k of toResume) {
@@ -1052,6 +1424,8 @@ export class SinkService {
     }
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.healthTimer = undefined;
     await step('leave group', () =>
       withTimeout(this.d.source.stop(), Math.max(1_000, deadline - this.d.clock.now()), 'leaving the group'),
     );
@@ -1152,4 +1526,23 @@ function withTimeout(p: Promise<void>, ms: number, what: string): Promise<void> 
       },
     );
   });
+}
+
+/** Whether `p` settles within `ms` (it is not cancelled when it does not). */
+async function settlesWithin(p: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (!p) return true;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -52,8 +52,17 @@ export async function ensureSinkTables(client: pg.ClientBase, t: SinkTables): Pr
     await client.query(
       `CREATE INDEX IF NOT EXISTS dead_letters_tpo ON ${t.deadLetters} (topic, partition, "offset")`,
     );
-    // Written in the transaction that moves the fence past the lost records.
-    await client.query(`CREATE TABLE IF NOT EXISTS ${t.gaps} (
+    await ensureGapsTable(client, t);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Offset ranges lost to retention, written in the transaction that moves the fence past them. */
+export async function ensureGapsTable(client: pg.ClientBase, t: SinkTables): Promise<void> {
+  await client.query(`CREATE TABLE IF NOT EXISTS ${t.gaps} (
       id           bigserial   PRIMARY KEY,
       group_id     text        NOT NULL,
       topic        text        NOT NULL,
@@ -62,11 +71,6 @@ export async function ensureSinkTables(client: pg.ClientBase, t: SinkTables): Pr
       last_offset  bigint      NOT NULL,
       detected_at  timestamptz NOT NULL DEFAULT now()
     )`);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
 }
 
 /** Fails start-up when the target table or one of the mapped columns does not exist. */

@@ -18,8 +18,9 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { IHeaders } from 'kafkajs';
 import { PgsinkError } from '../util/errors.ts';
 import type { SinkTables } from './ddl.ts';
+import { ensureIsolationStage, isolateRows, type IsolationPlan } from './isolate.ts';
 import { ensureStage, type UpsertPlan } from './upsert.ts';
-import { classifyPgError, copyLineOf, describePgError, sinkError, sqlstateOf } from './pg-errors.ts';
+import { classifyPgError, sinkError } from './pg-errors.ts';
 
 export interface Failure {
   source: string;
@@ -69,6 +70,8 @@ export interface FlushTarget {
   tables: SinkTables;
   /** Set for upsert routes: rows go through the staging table and a merge. */
   upsert?: UpsertPlan | undefined;
+  /** How a batch that hit a data error is written again with its bad rows isolated. */
+  isolation: IsolationPlan;
   /**
    * The fence as this process last read or wrote it, when it has one. A locked fence below it
    * (or no fence row at all) means Postgres lost transactions that had committed (a failover
@@ -105,6 +108,8 @@ export interface FlushOutcome {
   isolated: boolean;
   /** Retention gaps recorded: offset ranges lost before they were written. */
   gaps: Array<{ first: number; last: number }>;
+  /** This flush created the partition's fence row (its first flush for the group). */
+  createdFence?: boolean;
 }
 
 /** Contiguous rows of one chunk go out as one slice: no copy, no re-encoding. */
@@ -183,40 +188,6 @@ function partitionLiteral(partition: number): string {
   return String(partition);
 }
 
-function pgFailure(err: unknown): Failure {
-  return { source: 'postgres', code: sqlstateOf(err) ?? 'UNKNOWN', message: describePgError(err) };
-}
-
-/** COPYs rows under savepoints, splitting on data errors; returns the rows Postgres rejects. */
-async function isolateRows(client: pg.ClientBase, t: FlushTarget, rows: Entry[]): Promise<Entry[]> {
-  if (rows.length === 0) return [];
-  await client.query('SAVEPOINT pgsink_isolate');
-  try {
-    await writeRows(client, t, rows);
-    await client.query('RELEASE SAVEPOINT pgsink_isolate');
-    return [];
-  } catch (err) {
-    if (classifyPgError(err) !== 'data') throw err;
-    await client.query('ROLLBACK TO SAVEPOINT pgsink_isolate');
-    await client.query('RELEASE SAVEPOINT pgsink_isolate');
-    if (rows.length === 1) return [{ ...rows[0]!, start: -1, failure: pgFailure(err) }];
-    // Postgres names the failing line of the COPY input: the rows before it are good.
-    const line = copyLineOf(err);
-    if (line !== undefined && line >= 1 && line <= rows.length) {
-      return [
-        ...(await isolateRows(client, t, rows.slice(0, line - 1))),
-        ...(await isolateRows(client, t, [rows[line - 1]!])),
-        ...(await isolateRows(client, t, rows.slice(line))),
-      ];
-    }
-    const mid = rows.length >> 1;
-    return [
-      ...(await isolateRows(client, t, rows.slice(0, mid))),
-      ...(await isolateRows(client, t, rows.slice(mid))),
-    ];
-  }
-}
-
 function headersJson(headers: IHeaders | undefined): string | null {
   if (!headers) return null;
   const out: Record<string, string | string[] | null> = {};
@@ -285,7 +256,8 @@ async function attempt(
 ): Promise<FlushOutcome> {
   const last = entries[entries.length - 1]!.offset;
   // Outside the transaction: a CREATE TEMP TABLE rolled back with it would be forgotten.
-  if (t.upsert) await ensureStage(client, t.upsert);
+  if (t.upsert && !isolate) await ensureStage(client, t.upsert);
+  if (isolate) await ensureIsolationStage(client, t.isolation);
   try {
     const locked = await beginAndLockFence(client, t);
     const fence = locked.next;
@@ -324,9 +296,21 @@ async function attempt(
     }
     let written = rows.length;
     if (isolate) {
-      const rejected = await isolateRows(client, t, rows);
-      written -= rejected.length;
-      dead.push(...rejected);
+      const rejected = await isolateRows(
+        client,
+        t.isolation,
+        rows.map((e) => ({ offset: e.offset, line: e.chunk.subarray(e.start, e.end) })),
+      );
+      if (rejected.length) {
+        const byOffset = new Map(rows.map((e) => [e.offset, e]));
+        for (const r of rejected) {
+          const e = byOffset.get(r.offset);
+          if (!e) throw new Error(`internal: isolation rejected offset ${r.offset}, not in the batch`);
+          dead.push({ ...e, start: -1, failure: { source: 'postgres', code: r.code, message: r.message } });
+        }
+        dead.sort((a, b) => a.offset - b.offset);
+        written -= rejected.length;
+      }
     } else {
       await writeRows(client, t, rows);
     }
@@ -340,6 +324,7 @@ async function attempt(
       skippedBelowFence: start,
       isolated: isolate,
       gaps,
+      ...(locked.created ? { createdFence: true } : {}),
     };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -348,25 +333,31 @@ async function attempt(
 }
 
 /**
- * Writes one batch (entries in offset order) in one transaction. A data error rolls back and
- * runs the batch again with the bad rows isolated into dead letters; any other failure
- * rolls back and is thrown as a retriable PgsinkError (the client should then be discarded).
+ * Writes one batch (entries in offset order) in one transaction. A data error — also one
+ * raised at COMMIT by a deferred constraint — rolls back and runs the batch again with the bad
+ * rows isolated into dead letters (src/sink/isolate.ts); `isolate` goes there at once (a
+ * partition whose last batch needed it, or an unknown error that keeps repeating on these
+ * records). Any other failure rolls back and is thrown as a SinkError (discard the client).
  */
 export async function flushBatch(
   client: pg.ClientBase,
   target: FlushTarget,
   entries: readonly Entry[],
+  opts: { isolate?: boolean } = {},
 ): Promise<FlushOutcome> {
   if (entries.length === 0) throw new Error('internal: empty batch');
-  try {
-    return await attempt(client, target, entries, false);
-  } catch (err) {
-    if (err instanceof FenceBehind) throw err;
-    if (classifyPgError(err) !== 'data') throw sinkError(err, `flush ${target.topic}[${target.partition}]`);
+  if (!opts.isolate) {
+    try {
+      return await attempt(client, target, entries, false);
+    } catch (err) {
+      if (err instanceof FenceBehind) throw err;
+      if (classifyPgError(err) !== 'data') throw sinkError(err, `flush ${target.topic}[${target.partition}]`);
+    }
   }
   try {
     return await attempt(client, target, entries, true);
   } catch (err) {
+    if (err instanceof FenceBehind) throw err;
     throw sinkError(err, `flush ${target.topic}[${target.partition}] (isolating bad rows)`);
   }
 }

@@ -1,12 +1,27 @@
-// Classifies what Postgres (or the connection to it) said. Data errors isolate and
-// dead-letter the records that caused them; everything else is retried with the
-// partition paused, because it is not the records' fault.
+// Classifies what Postgres (or the connection to it) said, for one rule (DESIGN.md invariant
+// 5): an outage is waited out, a record's fault is dead-lettered, and nothing retries forever
+// on a record.
+//
+// - outage: connection loss, server shutdown or overload, serialization failures, deadlocks,
+//   locks not available, a read-only server (a failover in progress): classes 08, 25, 40,
+//   53, 55, 57, 58 and socket errors. Retried with backoff, the partition paused.
+// - environment: the statement cannot run whatever the rows are — a missing table or column,
+//   a privilege, an unsupported feature, a configuration limit: classes 0A, 28, 2B, 2D, 34,
+//   3B, 3D, 3F, 42, 54, F0, HV. Retried like an outage (fixing the table or the grant
+//   resumes), reported as a stuck partition; never dead-lettered.
+// - data: the row's fault — classes 22 (data exception), 23 (integrity), 09, 20, 21, 27, 2F,
+//   38, 39, 44 and P0 (raised by a trigger or a function), and any error other than the two
+//   above for which Postgres names the failing COPY line. Isolated and dead-lettered.
+// - unknown: anything else (class XX, an error without a SQLSTATE). Retried; when it repeats
+//   on the same records a bounded number of times while Postgres answers other queries, the
+//   pipeline treats it as data (src/pipeline/sink-service.ts).
 import { PgsinkError } from '../util/errors.ts';
 
-export type FailureKind = 'data' | 'outage' | 'other';
+export type FailureKind = 'data' | 'outage' | 'environment' | 'unknown';
 
-const OUTAGE_CLASSES = new Set(['08', '40', '53', '57', '58']);
-const DATA_CLASSES = new Set(['22', '23']);
+const OUTAGE_CLASSES = new Set(['08', '25', '40', '53', '55', '57', '58']);
+const ENVIRONMENT_CLASSES = new Set(['0A', '28', '2B', '2D', '34', '3B', '3D', '3F', '42', '54', 'F0', 'HV']);
+const DATA_CLASSES = new Set(['22', '23', '09', '20', '21', '27', '2F', '38', '39', '44', 'P0']);
 const NET_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -16,7 +31,8 @@ const NET_CODES = new Set([
   'EHOSTUNREACH',
   'EAI_AGAIN',
 ]);
-
+/** Classes that are never the row's fault: a per-row isolation loop re-raises them. */
+export const HELD_CLASSES: ReadonlySet<string> = new Set([...OUTAGE_CLASSES, ...ENVIRONMENT_CLASSES]);
 export interface PgErrorFields {
   code?: string;
   message?: string;
@@ -35,9 +51,10 @@ export function classifyPgError(err: unknown): FailureKind {
   const state = sqlstateOf(err);
   if (state) {
     const cls = state.slice(0, 2);
-    if (DATA_CLASSES.has(cls)) return 'data';
     if (OUTAGE_CLASSES.has(cls)) return 'outage';
-    return 'other';
+    if (ENVIRONMENT_CLASSES.has(cls)) return 'environment';
+    if (DATA_CLASSES.has(cls) || copyLineOf(err) !== undefined) return 'data';
+    return 'unknown';
   }
   const code = (err as { code?: unknown } | undefined)?.code;
   if (typeof code === 'string' && NET_CODES.has(code)) return 'outage';
@@ -49,7 +66,7 @@ export function classifyPgError(err: unknown): FailureKind {
   ) {
     return 'outage';
   }
-  return 'other';
+  return 'unknown';
 }
 
 /** 1-based line of the COPY input that failed, from the error context ("COPY t, line 3..."). */
@@ -67,13 +84,19 @@ export function describePgError(err: unknown): string {
   return parts.join('; ');
 }
 
-/** Wraps a Postgres failure in a typed error with its SQLSTATE and retriability. */
+/** A failed flush: its SQLSTATE (or socket code), and what kind of failure it is. */
+export class SinkError extends PgsinkError {
+  readonly kind: FailureKind;
+
+  constructor(message: string, code: string, kind: FailureKind, cause: unknown) {
+    super('postgres', message, { code, retriable: kind !== 'data', cause });
+    this.kind = kind;
+  }
+}
+
+/** Wraps a Postgres failure in a typed error with its SQLSTATE, kind and retriability. */
 export function sinkError(err: unknown, context: string): PgsinkError {
   if (err instanceof PgsinkError) return err;
-  const kind = classifyPgError(err);
-  return new PgsinkError('postgres', `${context}: ${describePgError(err)}`, {
-    code: sqlstateOf(err) ?? (err as { code?: string }).code ?? 'UNKNOWN',
-    retriable: kind !== 'data',
-    cause: err,
-  });
+  const code = sqlstateOf(err) ?? (err as { code?: string }).code ?? 'UNKNOWN';
+  return new SinkError(`${context}: ${describePgError(err)}`, code, classifyPgError(err), err);
 }

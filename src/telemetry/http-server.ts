@@ -14,7 +14,13 @@ export interface HttpServerOptions {
   /** Serves /metrics; without it /metrics is 404. */
   metrics?: (req: IncomingMessage, res: ServerResponse) => void;
   /** The consumer has joined its group and is running (SinkService.ready). */
-  ready: () => boolean;
+  ready?: () => boolean;
+  /**
+   * The pipeline's own readiness with its reason (SinkService.readiness), used instead of
+   * `ready` when given. Its other fields go into the 503 body as they are: keep them free
+   * of messages and secrets (codes, topics, partitions, times).
+   */
+  readiness?: () => ReadinessReport;
   /** Resolves when Postgres answers; see postgresCheck(). Without it, only `ready` counts. */
   checkPostgres?: () => Promise<void>;
   /** A Postgres check slower than this fails as "timeout". Default 1000 ms. */
@@ -32,6 +38,14 @@ export interface HttpServerOptions {
 }
 
 type CheckResult = { ok: true } | { ok: false; state: string };
+
+export interface ReadinessReport {
+  ready: boolean;
+  reason?: string;
+  /** The consumer's state in one word, for `checks.consumer`. */
+  consumer?: string;
+  [detail: string]: unknown;
+}
 
 const HEARTBEAT_MS = 250;
 
@@ -149,17 +163,34 @@ export class HttpServer {
 
   // ---------------------------------------------------------------- readiness
 
+  private pipelineReadiness(): ReadinessReport {
+    if (this.o.readiness) return this.o.readiness();
+    const ready = this.o.ready ? this.o.ready() : true;
+    return ready
+      ? { ready, consumer: 'ok' }
+      : {
+          ready,
+          consumer: 'not joined',
+          reason: 'the consumer has not joined its group (starting, rebalancing away, or stopping)',
+        };
+  }
+
   private async readiness(): Promise<{ status: number; body: Record<string, unknown> }> {
-    const consumer = this.o.ready() ? 'ok' : 'not joined';
+    const { ready, reason: why, consumer, ...details } = this.pipelineReadiness();
     const pgResult: CheckResult = this.o.checkPostgres ? await this.postgres() : { ok: true };
     const postgres = pgResult.ok ? 'ok' : pgResult.state;
-    const checks = { consumer, ...(this.o.checkPostgres ? { postgres } : {}) };
-    if (consumer === 'ok' && pgResult.ok) return { status: 200, body: { status: 'ready', checks } };
-    const reason =
-      consumer !== 'ok'
-        ? 'the consumer has not joined its group (starting, rebalancing away, or stopping)'
-        : `postgres check failed (${postgres})`;
-    return { status: 503, body: { status: 'not ready', reason, checks } };
+    const checks = {
+      consumer: consumer ?? (ready ? 'ok' : 'not ready'),
+      ...(this.o.checkPostgres ? { postgres } : {}),
+    };
+    if (ready && pgResult.ok) return { status: 200, body: { status: 'ready', checks } };
+    // The pipeline's reason first: a stuck partition or a stopped route says more than a
+    // Postgres check that fails along with it.
+    const reason = !ready ? (why ?? 'not ready') : `postgres check failed (${postgres})`;
+    const extra = Object.fromEntries(
+      Object.entries(details).filter(([, v]) => !(Array.isArray(v) && v.length === 0)),
+    );
+    return { status: 503, body: { status: 'not ready', reason, checks, ...extra } };
   }
 
   private postgres(): Promise<CheckResult> {

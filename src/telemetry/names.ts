@@ -95,6 +95,13 @@ export const METRIC_REBALANCES = 'pgsink.rebalances';
  * committed offset or behind what this process had written (a restore, a failover).
  */
 export const METRIC_RECORDS_REREAD = 'pgsink.records.reread';
+/**
+ * Gauge s: per assigned partition, how long it has had records to write without advancing
+ * (0 with nothing to write). Above http.stuckAfterMs the partition is stuck.
+ */
+export const METRIC_PARTITION_STALLED = 'pgsink.partition.stalled';
+/** Gauge {partition}: partitions stuck now (records to write, no progress for http.stuckAfterMs). */
+export const METRIC_PARTITIONS_STUCK = 'pgsink.partitions.stuck';
 /** Counter {record}: offsets deleted by retention before they were written (retention gaps). */
 export const METRIC_RETENTION_GAP_RECORDS = 'pgsink.retention_gap.records';
 

@@ -54,6 +54,7 @@ import type {
   FailedFlush,
   FailureDetail,
   FlushReport,
+  PartitionHealth,
   PartitionNotice,
   SinkObserver,
 } from '../pipeline/observer.ts';
@@ -332,6 +333,10 @@ class OtelObserver implements SinkObserver {
   private readonly commitDuration: Histogram;
 
   private readonly lagByPartition = new Map<string, { attrs: Attributes; lag: number }>();
+  private readonly stalledByPartition = new Map<
+    string,
+    { attrs: Attributes; seconds: number; stuck: boolean }
+  >();
   private readonly pausedByPartition = new Map<string, { topic: string; reason: string }>();
   /** Every (topic, reason) ever paused: reported as 0 once nothing is, not left stale. */
   private readonly pauseSeries = new Map<string, Attributes>();
@@ -400,6 +405,25 @@ class OtelObserver implements SinkObserver {
       })
       .addCallback((r) => {
         for (const { attrs, lag } of this.lagByPartition.values()) r.observe(lag, attrs);
+      });
+    meter
+      .createObservableGauge(N.METRIC_PARTITION_STALLED, {
+        description:
+          'Per partition: how long it has had records to write without advancing (0 with nothing to write).',
+        unit: 's',
+      })
+      .addCallback((r) => {
+        for (const { attrs, seconds } of this.stalledByPartition.values()) r.observe(seconds, attrs);
+      });
+    meter
+      .createObservableGauge(N.METRIC_PARTITIONS_STUCK, {
+        description: 'Partitions with records to write that have not advanced for http.stuckAfterMs.',
+        unit: '{partition}',
+      })
+      .addCallback((r) => {
+        let n = 0;
+        for (const p of this.stalledByPartition.values()) if (p.stuck) n++;
+        r.observe(n, this.groupAttrs());
       });
     meter
       .createObservableGauge(N.METRIC_PARTITIONS_PAUSED, {
@@ -531,6 +555,21 @@ class OtelObserver implements SinkObserver {
 
   buffered(totalBytes: number): void {
     this.bufferedBytes = totalBytes;
+  }
+
+  partitionHealth(partitions: readonly PartitionHealth[]): void {
+    // Partitions no longer reported (revoked) go to 0 rather than away, like lag.
+    for (const entry of this.stalledByPartition.values()) {
+      entry.seconds = 0;
+      entry.stuck = false;
+    }
+    for (const p of partitions) {
+      this.stalledByPartition.set(`${p.topic}:${p.partition}`, {
+        attrs: this.partitionAttrs(p),
+        seconds: Math.round(p.stalledMs / 100) / 10,
+        stuck: p.stuck,
+      });
+    }
   }
 
   notice(n: PartitionNotice): void {

@@ -74,6 +74,11 @@ const POSITIVE = [
   'stall.peakRssMiB',
   'stall.maxBufferedMiB',
   'stall.drainSeconds',
+  'halfBad.events',
+  'halfBad.recordsPerSec',
+  'halfBad.rows',
+  'halfBad.deadLetters',
+  'halfBad.peakRssMiB',
 ];
 
 describe('make bench', () => {
@@ -99,6 +104,7 @@ describe('make bench', () => {
       }
       expect(Object.keys(at(report, 'targets') as object).sort()).toEqual([
         'ceiling',
+        'halfBad',
         'latency',
         'rss',
         'throughput',

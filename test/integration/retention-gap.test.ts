@@ -58,61 +58,100 @@ async function offsets(f: Fixture): Promise<number[]> {
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
 describe('retention gaps', () => {
-  it('records the range deleted below a paused partition, counts it, and goes on from the log start', async () => {
-    const f = await ordersFixture(kafka, pool, 1, 'gap');
-    // A small partition budget: with the table locked the partition pauses after a few fetches.
-    const p = createPipeline(
-      testConfig(f, {
-        batch: { maxRows: 100, maxBytes: 32 * 1024, lingerMs: 20 },
-        backpressure: {
-          maxPartitionBytes: 64 * 1024,
-          maxTotalBytes: 1024 * 1024,
-          resumeRatio: 0.5,
-          maxConcurrentFlushes: 2,
-        },
-        kafka: { maxBytesPerPartition: 16 * 1024 },
-      }),
-      { logger },
-    );
-    const locker = await pool.connect();
-    await p.service.start();
-    try {
-      await waitFor('joined', async () => p.service.ready, Boolean, 30_000);
-      await locker.query('BEGIN');
-      await locker.query(`LOCK TABLE ${f.table} IN ACCESS EXCLUSIVE MODE`);
-      await produceOrders(kafka, f.topic, 0, 3_000);
-      await waitFor(
-        'partition paused',
-        async () => p.service.pausedPartitions,
-        (l) => l.length === 1,
-        30_000,
+  it.each([
+    ['continue', true],
+    ['continue', false],
+    ['stop', true],
+  ] as const)(
+    'records the range deleted below a paused partition (onRetentionGap %s, fromBeginning %s)',
+    async (action, fromBeginning) => {
+      const f = await ordersFixture(kafka, pool, 1, `gap${action[0]}${fromBeginning ? 'b' : 'e'}`);
+      f.route.onRetentionGap = action;
+      // A small partition budget: with the table locked the partition pauses after a few fetches.
+      const p = createPipeline(
+        testConfig(f, {
+          batch: { maxRows: 100, maxBytes: 32 * 1024, lingerMs: 20 },
+          backpressure: {
+            maxPartitionBytes: 64 * 1024,
+            maxTotalBytes: 1024 * 1024,
+            resumeRatio: 0.5,
+            maxConcurrentFlushes: 2,
+          },
+          kafka: { maxBytesPerPartition: 16 * 1024, fromBeginning },
+        }),
+        { logger },
       );
-      // Everything up to offset 2500 goes; the partition had fetched far less than that.
-      await deleteBelow(kafka, f.topic, 2_500);
-      await locker.query('COMMIT');
-      await waitFor(
-        'fence at the end',
-        () => fence(f),
-        (n) => n === 3_000,
-        60_000,
-      );
-      await waitCommittedToEnd(kafka, f.groupId, f.topic);
-    } finally {
-      await locker.query('ROLLBACK').catch(() => undefined);
-      locker.release();
-      await p.service.stop();
-    }
-    const recorded = await gaps(f);
-    expect(recorded).toHaveLength(1);
-    const { first, last } = recorded[0]!;
-    expect(last).toBe(2_499);
-    expect(first).toBeGreaterThan(0);
-    // Every offset is a row or in the gap, once.
-    expect(await offsets(f)).toEqual([...range(0, first), ...range(2_500, 3_000)]);
-    expect(p.stats.notices).toEqual([
-      { kind: 'retention-gap', topic: f.topic, partition: 0, first, last, action: 'continue' },
-    ]);
-  });
+      const locker = await pool.connect();
+      await p.service.start();
+      let first = -1;
+      try {
+        await waitFor('joined', async () => p.service.ready, Boolean, 30_000);
+        await locker.query('BEGIN');
+        await locker.query(`LOCK TABLE ${f.table} IN ACCESS EXCLUSIVE MODE`);
+        await produceOrders(kafka, f.topic, 0, 3_000);
+        await waitFor(
+          'partition paused',
+          async () => p.service.pausedPartitions,
+          (l) => l.length === 1,
+          30_000,
+        );
+        // Everything up to offset 2500 goes; the partition had fetched far less than that.
+        await deleteBelow(kafka, f.topic, 2_500);
+        await locker.query('COMMIT');
+        const notices = await waitFor(
+          'gap noticed',
+          async () => p.stats.notices,
+          (n) => n.length > 0,
+          30_000,
+        );
+        expect(notices).toEqual([
+          {
+            kind: 'retention-gap',
+            topic: f.topic,
+            partition: 0,
+            first: expect.any(Number),
+            last: 2_499,
+            action,
+          },
+        ]);
+        first = (notices[0] as { first: number }).first;
+        expect(first).toBeGreaterThan(0);
+        if (action === 'continue') {
+          await waitFor(
+            'fence at the end',
+            () => fence(f),
+            (n) => n === 3_000,
+            60_000,
+          );
+          await waitCommittedToEnd(kafka, f.groupId, f.topic);
+        } else {
+          // What was fetched before the gap is still written; nothing past it.
+          await waitFor(
+            'fence at the gap',
+            () => fence(f),
+            (n) => n === first,
+            30_000,
+          );
+          const r = p.service.readiness();
+          expect(r.ready).toBe(false);
+          expect(r.reason).toBe(`partition ${f.topic}:0 is stopped (RETENTION_GAP; see the log)`);
+          expect(r.stopped).toEqual([{ topic: f.topic, partition: 0, code: 'RETENTION_GAP' }]);
+        }
+      } finally {
+        await locker.query('ROLLBACK').catch(() => undefined);
+        locker.release();
+        await p.service.stop();
+      }
+      if (action === 'continue') {
+        expect(await gaps(f)).toEqual([{ first, last: 2_499 }]);
+        // Every offset is a row or in the gap, once.
+        expect(await offsets(f)).toEqual([...range(0, first), ...range(2_500, 3_000)]);
+      } else {
+        expect(await gaps(f)).toEqual([]);
+        expect(await offsets(f)).toEqual(range(0, first));
+      }
+    },
+  );
 
   it('with onRetentionGap: stop, records nothing past the gap and holds the partition', async () => {
     const f = await ordersFixture(kafka, pool, 1, 'gapstop');
@@ -148,6 +187,10 @@ describe('retention gaps', () => {
         async () => second.service.pausedPartitions,
         (l) => l.length === 1,
       );
+      expect(second.service.readiness()).toMatchObject({
+        ready: false,
+        stopped: [{ topic: f.topic, partition: 0, code: 'RETENTION_GAP' }],
+      });
       // Held: nothing more is written while it is.
       await new Promise((r) => setTimeout(r, 1_000));
       expect(await fence(f)).toBe(200);

@@ -34,9 +34,9 @@ describe('transactional producer', () => {
       logger,
       wrapSource: (s): KafkaSource => ({
         ...s,
-        logStartOffsets: (topic) => {
+        watermarks: (topic) => {
           logStartLookups++;
-          return s.logStartOffsets(topic);
+          return s.watermarks(topic);
         },
       }),
     });

@@ -16,5 +16,6 @@ export function flushRecorder(): SinkObserver & { flushes: FlushReport[] } {
     lag: noop,
     buffered: noop,
     notice: noop,
+    partitionHealth: noop,
   };
 }

@@ -10,6 +10,8 @@ export interface RegistryStub {
   /** 'up' answers; 'error' answers 503. */
   mode: 'up' | 'error';
   schemas: Map<number, object>;
+  /** Ids answered 200 with an HTML page (a proxy's or a login page), not a schema. */
+  html: Set<number>;
   /** Stops listening (connections are refused) / listens again on the same port. */
   goAway(): Promise<void>;
   comeBack(): Promise<void>;
@@ -27,6 +29,7 @@ export async function startRegistryStub(
     requests: 0,
     mode: 'up',
     schemas: new Map(Object.entries(schemas).map(([k, v]) => [Number(k), v])),
+    html: new Set(),
     goAway: () => close(),
     comeBack: () => listen(stub.port),
     close: () => close(),
@@ -38,6 +41,10 @@ export async function startRegistryStub(
       res
         .writeHead(503, { 'content-type': 'application/json' })
         .end('{"error_code":50301,"message":"unavailable"}');
+      return;
+    }
+    if (m && stub.html.has(Number(m[1]))) {
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Please sign in</body></html>');
       return;
     }
     const schema = m ? stub.schemas.get(Number(m[1])) : undefined;
