@@ -26,7 +26,8 @@ deps: $(DEPS) ## install Node 24 (if needed), the npm dependencies and the jars 
 
 .PHONY: demo
 demo: deps ## start (or reuse) the local stack, produce sample events, sink them into Postgres, print what landed; KAFKA_VERSION=3.9 for Kafka 3.9.2
-	node src/cli/demo.ts
+	@# The heap settings bin/pgsink and the deployment run pgsink with (its memory bound).
+	node --max-old-space-size=160 --max-semi-space-size=8 src/cli/demo.ts
 
 .PHONY: bench
 bench: deps ## benchmark pgsink against its baselines (1M events; ARGS="--quick" for a smoke run, ARGS="--help"); stops the broker it started

@@ -53,6 +53,42 @@ export class RegistryClient implements WriterSchemas {
     return this.types.get(id);
   }
 
+  /** Whether the registry answers as a Confluent-compatible one (GET /subjects), for `check --connect`. */
+  async ping(): Promise<void> {
+    const url = new URL('subjects', this.opts.url.endsWith('/') ? this.opts.url : `${this.opts.url}/`);
+    const headers: Record<string, string> = {
+      accept: 'application/vnd.schemaregistry.v1+json, application/json',
+    };
+    if (this.authHeader) headers['authorization'] = this.authHeader;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(url, { headers, signal: AbortSignal.timeout(this.opts.timeoutMs) });
+    } catch (err) {
+      throw new PgsinkError(
+        'registry',
+        `schema registry ${url.origin} unreachable: ${(err as Error).message}`,
+        {
+          code: 'REGISTRY_UNREACHABLE',
+          retriable: true,
+          cause: err,
+        },
+      );
+    }
+    const body = await res.text();
+    let list: unknown;
+    try {
+      list = JSON.parse(body);
+    } catch {
+      list = undefined;
+    }
+    if (!res.ok || !Array.isArray(list))
+      throw new PgsinkError(
+        'registry',
+        `schema registry ${url.origin} answered HTTP ${res.status} ${Array.isArray(list) ? '' : 'without a list of subjects '}to GET /subjects: is schemaRegistry.url a Confluent-compatible API (Apicurio: …/apis/ccompat/v7)?`,
+        { code: `HTTP_${res.status}`, retriable: true },
+      );
+  }
+
   load(id: number): Promise<AvroType> {
     const hit = this.types.get(id);
     if (hit) return Promise.resolve(hit);

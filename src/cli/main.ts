@@ -12,6 +12,7 @@ import { createTelemetry } from '../telemetry/otel.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { ConfigError, errorMessage } from '../util/errors.ts';
+import { connectChecks, exitCodeOf, formatCheck } from './check.ts';
 import { formatOffsets, offsetsStatus, parseTarget, replay, UsageError } from './replay.ts';
 
 const USAGE = `usage: pgsink <command> [options]
@@ -19,8 +20,10 @@ const USAGE = `usage: pgsink <command> [options]
 commands:
   run      consume the configured topics into PostgreSQL until SIGTERM/SIGINT
            --config <file>   YAML or JSON config (or PGSINK_CONFIG); PGSINK_* env vars override it
-  check    validate the configuration and print it with secrets redacted
-           --config <file>
+  check    validate the configuration offline (schemas, schema ids, column mapping) and print
+           it with secrets redacted; --connect also checks Kafka (topics, credentials), the
+           tables and columns, and the registry, and says what run would do
+           --config <file> [--connect]   exit 0 ok, 1 run would wait for something, 2 refused
   schema plan
            print the CREATE TABLE / ALTER TABLE ADD COLUMN each route needs, and type mismatches
            --config <file>
@@ -68,14 +71,17 @@ async function run(argv: string[]): Promise<number> {
     metrics: telemetry.metricsHandler,
     logger,
   });
-  // Every cleanup step runs, in order, whatever happened before it.
-  const closeAll = async (): Promise<void> => {
+  // Every cleanup step runs, in order, whatever happened before it, together within `ms`.
+  const closeAll = async (ms = 3_000): Promise<void> => {
+    const by = Date.now() + ms;
     for (const [name, step] of [
       ['http server', () => http.stop()],
       ['readiness pool', () => checkPool.end()],
       ['telemetry', () => telemetry.shutdown()],
     ] as const) {
-      await step().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, `closing ${name} failed`));
+      await within(step(), Math.max(50, by - Date.now())).catch((err: unknown) =>
+        logger.warn({ err: errorMessage(err) }, `closing ${name} failed`),
+      );
     }
   };
   // Up before the consumer joins: the startup probe asks /healthz meanwhile.
@@ -87,6 +93,10 @@ async function run(argv: string[]): Promise<number> {
   }
   logger.info({ port: http.port }, 'serving /metrics, /healthz, /readyz');
 
+  // The deadline covers everything from the signal to the exit: the pipeline stops within
+  // it, less a reserve for closing the HTTP server and flushing telemetry.
+  const deadlineMs = config.shutdown.deadlineMs;
+  const reserveMs = Math.min(1_000, Math.floor(deadlineMs * 0.1));
   let signals = 0;
   const done = new Promise<number>((resolve) => {
     const onSignal = (sig: NodeJS.Signals) => {
@@ -96,8 +106,8 @@ async function run(argv: string[]): Promise<number> {
         resolve(1);
         return;
       }
-      logger.info({ signal: sig, deadlineMs: config.shutdown.deadlineMs }, 'draining and stopping');
-      service.stop().then(
+      logger.info({ signal: sig, deadlineMs, state: service.state }, 'draining and stopping');
+      service.stop(deadlineMs - reserveMs).then(
         () => resolve(0),
         (err: unknown) => {
           logger.error({ err: errorMessage(err) }, 'shutdown failed');
@@ -108,40 +118,51 @@ async function run(argv: string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
-  try {
-    await service.start();
-  } catch (err) {
-    await service.stop(5_000).catch(() => undefined);
-    await closeAll();
-    throw err;
-  }
-  logger.info('consuming');
+  // Start-up runs beside the signal handlers: a SIGTERM while it waits for Postgres or Kafka,
+  // or while the group joins, stops it (DESIGN.md invariant 6).
+  const startFailed = service.start().then(
+    () => {
+      if (service.state === 'running' && signals === 0) logger.info('consuming');
+      return new Promise<never>(() => undefined);
+    },
+    (err: unknown) => err,
+  );
   const failed = new Promise<number>((resolve) => {
     const t = setInterval(() => {
       if (service.failure) {
         clearInterval(t);
-        void service.stop().finally(() => resolve(1));
+        void service.stop(deadlineMs - reserveMs).finally(() => resolve(1));
       }
     }, 500);
     t.unref();
   });
-  const code = await Promise.race([done, failed]);
-  await closeAll();
+  const outcome = await Promise.race([done, failed, startFailed]);
+  if (typeof outcome !== 'number') {
+    await service.stop(Math.min(5_000, deadlineMs - reserveMs)).catch(() => undefined);
+    await closeAll(reserveMs);
+    throw outcome;
+  }
+  await closeAll(reserveMs);
   logger.flush();
-  return code;
+  return outcome;
 }
 
-function check(argv: string[]): number {
+async function check(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string', short: 'c' } },
+    options: { config: { type: 'string', short: 'c' }, connect: { type: 'boolean' } },
     strict: true,
   });
   const config = loadConfig(configPath(values));
+  // Everything run validates before connecting: schema files, schema ids, the column plan.
+  const routes = buildRoutes(config);
   process.stdout.write(`${JSON.stringify(redactConfig(config), null, 2)}\n`);
   for (const name of ignoredEnv(process.env))
     process.stderr.write(`pgsink: note: ${name} is not a configuration override; ignored\n`);
-  return 0;
+  if (!values.connect) return 0;
+  const lines = await connectChecks(config, routes);
+  process.stdout.write(`${formatCheck(lines)}\n`);
+  return exitCodeOf(lines);
 }
 
 async function replayCommand(argv: string[]): Promise<number> {
@@ -195,12 +216,19 @@ async function schemaCommand(argv: string[]): Promise<number> {
   await client.connect();
   try {
     for (const r of routes.values()) {
-      const plan = await planTable(client, r.config.table, r.plan.columns, r.plan.pgTypes);
+      const plan = await planTable(
+        client,
+        r.config.table,
+        r.plan.columns,
+        r.plan.pgTypes,
+        r.config.mode === 'upsert' ? r.config.keyColumns : undefined,
+      );
       process.stdout.write(
         `-- route ${r.config.topic} → ${r.config.table}: ${plan.statements.length ? (plan.exists ? 'missing columns' : 'table missing') : 'up to date'}\n`,
       );
       for (const s of plan.statements) process.stdout.write(`${s};\n`);
       for (const m of plan.mismatches) process.stdout.write(`-- type differs (not changed): ${m}\n`);
+      for (const a of plan.advice) process.stdout.write(`-- upsert needs (not run by autoEvolve): ${a};\n`);
     }
   } finally {
     await client.end();
@@ -227,7 +255,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'run':
         return await run(rest);
       case 'check':
-        return check(rest);
+        return await check(rest);
       case 'replay':
         return await replayCommand(rest);
       case 'offsets':
@@ -245,10 +273,11 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
     if (
       err instanceof ConfigError ||
       err instanceof UsageError ||
-      (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+      (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))
     ) {
       process.stderr.write(`pgsink: ${errorMessage(err)}\n`);
       return 2;
@@ -256,6 +285,17 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`pgsink: ${errorMessage(err)}\n`);
     return 1;
   }
+}
+
+/** `p`, or a rejection after `ms`. */
+function within(p: Promise<unknown>, ms: number): Promise<unknown> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise((_, reject) => {
+      t = setTimeout(() => reject(new Error(`not done within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
 }
 
 if (import.meta.main) {

@@ -11,6 +11,7 @@
 //   committed offsets, and GROUP_JOIN announces the new assignment before fetching resumes.
 // - pause() does not stop batches already fetched from reaching eachBatch.
 import type { Admin, Consumer, EachBatchPayload, KafkaConfig, KafkaMessage, LogEntry } from 'kafkajs';
+import { ConfigError, PgsinkError } from '../util/errors.ts';
 import { Kafka, logLevel as KafkaLogLevel } from './kafkajs.ts';
 import type { Logger } from 'pino';
 
@@ -134,9 +135,44 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
     return admin;
   };
 
+  /**
+   * Before a consumer joins: the brokers answer, they accept the credentials, and every topic
+   * exists. kafkajs would otherwise retry a refused connection for about a minute before
+   * failing, and treat a missing topic as a crash.
+   */
+  const probe = async (): Promise<void> => {
+    let a: Admin;
+    try {
+      a = await adminClient();
+    } catch (err) {
+      throw kafkaStartError(err, opts.connection.brokers as string[]);
+    }
+    let names: string[];
+    try {
+      names = await a.listTopics();
+    } catch (err) {
+      throw kafkaStartError(err, opts.connection.brokers as string[]);
+    }
+    const have = new Set(names);
+    const missing = opts.topics.filter((t) => !have.has(t));
+    if (missing.length)
+      throw new PgsinkError(
+        'kafka',
+        `topic${missing.length > 1 ? 's' : ''} ${missing.map((t) => `'${t}'`).join(', ')} ${missing.length > 1 ? 'do' : 'does'} not exist on ${(opts.connection.brokers as string[]).join(',')}; ` +
+          'waiting for it (create it, or fix routes[].topic)',
+        { code: 'UNKNOWN_TOPIC', retriable: true },
+      );
+  };
+
   return {
     async start(handlers) {
+      if (stopping) return;
+      await probe();
+      if (stopping) return;
+      // A consumer of an earlier attempt that failed half-way.
+      if (consumer) await consumer.disconnect().catch(() => undefined);
       const c = kafka.consumer({
+        allowAutoTopicCreation: false,
         groupId: opts.groupId,
         sessionTimeout: opts.sessionTimeoutMs,
         heartbeatInterval: opts.heartbeatIntervalMs,
@@ -175,8 +211,15 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
         if (!e.payload.restart) handlers.onFatal(err);
         else opts.logger.warn({ err }, 'kafka consumer crashed; kafkajs restarts it');
       });
-      await c.connect();
-      await c.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning });
+      try {
+        await c.connect();
+        if (stopping) return;
+        await c.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning });
+      } catch (err) {
+        await c.disconnect().catch(() => undefined);
+        throw kafkaStartError(err, opts.connection.brokers as string[]);
+      }
+      if (stopping) return;
       await c.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
@@ -235,4 +278,35 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
       return stopping;
     },
   };
+}
+
+/**
+ * A start-up failure as a typed error: credentials the brokers refuse are a configuration
+ * error (exit 2); anything else about reaching the brokers is waited out (retriable).
+ */
+export function kafkaStartError(err: unknown, brokers: readonly string[]): PgsinkError {
+  if (err instanceof PgsinkError) return err;
+  const e = err as { name?: string; message?: string; type?: string };
+  const where = brokers.join(',');
+  if (e.name === 'KafkaJSSASLAuthenticationError' || e.type === 'SASL_AUTHENTICATION_FAILED') {
+    return new ConfigError(
+      `Kafka at ${where} refused the SASL credentials: ${e.message ?? 'authentication failed'}. Check kafka.sasl (mechanism, username, password).`,
+      err,
+    );
+  }
+  if (
+    e.type === 'TOPIC_AUTHORIZATION_FAILED' ||
+    e.type === 'GROUP_AUTHORIZATION_FAILED' ||
+    e.type === 'CLUSTER_AUTHORIZATION_FAILED'
+  ) {
+    return new ConfigError(
+      `Kafka at ${where} refused access (${e.type}): ${e.message ?? e.type}. Check the ACLs of this user.`,
+      err,
+    );
+  }
+  return new PgsinkError('kafka', `cannot reach Kafka at ${where}: ${e.message ?? String(err)}`, {
+    code: e.type ?? 'KAFKA_UNREACHABLE',
+    retriable: true,
+    cause: err,
+  });
 }

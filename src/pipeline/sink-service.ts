@@ -25,12 +25,12 @@ import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from
 import { planTable } from '../sink/schema-plan.ts';
 import { assertUniqueKey, deleteLine, upsertLine } from '../sink/upsert.ts';
 import { FenceBehind, flushBatch, readFences, type Entry, type Failure } from '../sink/flush.ts';
-import { SinkError } from '../sink/pg-errors.ts';
+import { classifyPgError, describePgError, SinkError, sqlstateOf } from '../sink/pg-errors.ts';
 import { RowArena } from '../sink/row-arena.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { backoffDelay } from '../util/backoff.ts';
 import type { Clock } from '../util/clock.ts';
-import { errorMessage, PgsinkError, RecordError } from '../util/errors.ts';
+import { ConfigError, errorMessage, PgsinkError, RecordError } from '../util/errors.ts';
 import { MAX_TRACE_LINKS, type FailedFlush, type SinkObserver } from './observer.ts';
 import { Progress } from './progress.ts';
 import { decideStart } from './start-position.ts';
@@ -149,6 +149,9 @@ export class SinkService {
   private readonly waiting = new Set<PartitionState>();
   private readonly activeClients = new Set<pg.PoolClient>();
   private activeFlushes = 0;
+  /** Flushes in flight per route (topic): see routeShare(). */
+  private readonly activeByRoute = new Map<string, number>();
+  private share = 1;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private draining = false;
@@ -159,6 +162,14 @@ export class SinkService {
   private readonly halted = new Map<string, string>();
   private readonly deadLetterWindow = new Map<string, Array<[number, number]>>();
   private healthTimer: NodeJS.Timeout | undefined;
+  /** Set by stop(): start-up gives up at its next step, sleeps end at once. */
+  private stopRequested = false;
+  private readonly sleepers = new Set<() => void>();
+  private startPromise: Promise<void> | undefined;
+  /** What start-up is waiting for, while it waits (for /readyz and the log). */
+  private startWait: { what: string; code: string; since: number } | undefined;
+  /** Past the shutdown deadline: no flush starts any more, failures are not retried. */
+  private abandoned = false;
   private watermarkPoll: Promise<void> | undefined;
   private lastWatermarkPoll = 0;
   state: ServiceState = 'new';
@@ -197,8 +208,12 @@ export class SinkService {
     let reason: string | undefined;
     if (consumer === 'failed') reason = 'the Kafka consumer failed and will not restart (see the log)';
     else if (consumer === 'stopping') reason = 'stopping';
-    else if (consumer === 'starting') reason = 'starting: not consuming yet';
-    else if (consumer === 'not joined') reason = 'the consumer has not joined its group yet';
+    else if (consumer === 'starting' || (consumer === 'not joined' && this.startWait)) {
+      const w = this.startWait;
+      reason = w
+        ? `starting: waiting for ${w.what} (${w.code}) since ${new Date(w.since).toISOString()}; see the log`
+        : 'starting: not consuming yet';
+    } else if (consumer === 'not joined') reason = 'the consumer has not joined its group yet';
     else if (haltedRoutes.length)
       reason = `route ${haltedRoutes.join(', ')} stopped by its dead-letter limit (routes[].maxDeadLettersPerMinute)`;
     else if (stopped.length) {
@@ -368,10 +383,36 @@ export class SinkService {
     return this.fatalError;
   }
 
-  /** Creates pgsink's tables, checks the targets, joins the group and starts consuming. */
+  /**
+   * Creates pgsink's tables, checks the targets, joins the group and starts consuming. An
+   * unreachable Postgres or Kafka (or a topic that does not exist yet) is waited out with
+   * backoff, not ready, and said in the log; a configuration error rejects at once. Returns
+   * early, without error, when stop() is called meanwhile (start-up honours SIGTERM).
+   */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new Error(`start() called in state ${this.state}`);
     this.state = 'starting';
+    this.startPromise = this.doStart();
+    return this.startPromise;
+  }
+
+  private async doStart(): Promise<void> {
+    if (!(await this.retrying('Postgres', () => this.preparePostgres()))) return;
+    if (!(await this.retrying('Postgres', () => this.openFlushConnections()))) return;
+    this.state = 'running';
+    this.healthTimer = setInterval(() => this.healthTick(), HEALTH_TICK_MS);
+    this.healthTimer.unref();
+    await this.retrying('Kafka', () =>
+      this.d.source.start({
+        onAssignment: (tps) => this.onAssignment(tps),
+        onBatch: (b) => this.onBatch(b),
+        onFatal: (err) => this.onFatal(err),
+        onFiltered: (tp, first, next) => this.onFiltered(tp, first, next),
+      }),
+    );
+  }
+
+  private async preparePostgres(): Promise<void> {
     let client: pg.PoolClient;
     try {
       client = await this.checkout();
@@ -391,18 +432,49 @@ export class SinkService {
             route.config.topic,
           );
       }
+    } catch (err) {
+      throw startError(err, "preparing pgsink's tables and checking the targets");
     } finally {
       this.checkin(client);
     }
-    await this.openFlushConnections();
-    this.state = 'running';
-    this.healthTimer = setInterval(() => this.healthTick(), HEALTH_TICK_MS);
-    this.healthTimer.unref();
-    await this.d.source.start({
-      onAssignment: (tps) => this.onAssignment(tps),
-      onBatch: (b) => this.onBatch(b),
-      onFatal: (err) => this.onFatal(err),
-      onFiltered: (tp, first, next) => this.onFiltered(tp, first, next),
+  }
+
+  /**
+   * Runs `fn` until it succeeds. Retriable failures are waited out with backoff (logged, and
+   * named by /readyz); any other is thrown. False when stop() came first.
+   */
+  private async retrying(what: string, fn: () => Promise<void>): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopRequested) return false;
+      try {
+        await fn();
+        if (this.startWait) this.d.logger.info({ waited: what }, `${what} answers; going on`);
+        this.startWait = undefined;
+        return !this.stopRequested;
+      } catch (err) {
+        if (this.stopRequested) return false;
+        if (!(err instanceof PgsinkError) || !err.retriable) throw err;
+        const delay = backoffDelay(attempt, this.d.config.retry, this.d.random);
+        this.startWait = { what, code: err.code, since: this.startWait?.since ?? this.d.clock.now() };
+        this.d.logger.warn(
+          { code: err.code, attempt: attempt + 1, retryInMs: delay },
+          `${err.message}; retrying (not ready meanwhile)`,
+        );
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  /** A sleep that stop() ends at once. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.sleepers.add(done);
     });
   }
 
@@ -420,6 +492,8 @@ export class SinkService {
     for (const r of opened) if (r.status === 'fulfilled') this.checkin(r.value);
     const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
+      const why = connectError(failed.reason, this.d.config);
+      if (why instanceof ConfigError) throw why;
       const code = (failed.reason as { code?: string }).code ?? 'CONNECT_FAILED';
       throw new PgsinkError(
         'postgres',
@@ -434,7 +508,8 @@ export class SinkService {
   /** auto-create / auto-evolve, when the route opts in; mismatched types are only reported. */
   private async prepareTable(client: pg.ClientBase, route: RouteRuntime): Promise<void> {
     const { config: rc, plan } = route;
-    const tp = await planTable(client, rc.table, plan.columns, plan.pgTypes);
+    const keys = rc.mode === 'upsert' ? rc.keyColumns : undefined;
+    const tp = await planTable(client, rc.table, plan.columns, plan.pgTypes, keys);
     for (const m of tp.mismatches)
       this.d.logger.warn({ route: rc.topic }, `column type differs from the mapping: ${m}`);
     const allowed = tp.exists ? rc.autoEvolve : rc.autoCreate;
@@ -443,7 +518,7 @@ export class SinkService {
     try {
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('pgsink.ddl'))`);
       // Re-plan under the lock: another consumer may have done it meanwhile.
-      const again = await planTable(client, rc.table, plan.columns, plan.pgTypes);
+      const again = await planTable(client, rc.table, plan.columns, plan.pgTypes, keys);
       for (const sql of again.statements) {
         this.d.logger.info({ route: rc.topic, sql }, tp.exists ? 'auto-evolve' : 'auto-create');
         await client.query(sql);
@@ -481,6 +556,8 @@ export class SinkService {
   // ---------------------------------------------------------------- assignment
 
   private onAssignment(assigned: TopicPartition[]): void {
+    // A join that completes after stop() was asked for: nothing is started for it.
+    if (this.stopRequested) return;
     this.joined = true;
     const next = new Set(assigned.map((tp) => `${tp.topic}:${tp.partition}`));
     // Eager rebalance: kafkajs has reset every fetch position to the committed offset, so
@@ -570,6 +647,7 @@ export class SinkService {
     const resume = [...this.kafkaPaused].filter((k) => next.has(k));
     this.kafkaPaused.clear();
     this.d.source.resume(resume.map((k) => this.states.get(k)!.tp));
+    this.computeShare();
     this.d.observer.rebalanced(assigned.length);
     this.d.logger.info({ partitions: [...next] }, 'partitions assigned');
     this.applyBackpressure();
@@ -1004,24 +1082,47 @@ export class SinkService {
   // ---------------------------------------------------------------- flushing
 
   private maybeFlush(st: PartitionState): void {
-    if (st.inFlight || !st.assigned || this.halted.has(st.tp.topic)) return;
+    if (this.abandoned || st.inFlight || !st.assigned || this.halted.has(st.tp.topic)) return;
     const now = this.d.clock.now();
     if (st.holdUntil !== undefined && now < st.holdUntil) return;
     let reason: FlushReason | null = st.buffer.flushReason(now);
     if (!reason && this.draining && st.buffer.rows > 0) reason = 'drain';
     if (!reason) return;
-    if (this.activeFlushes >= this.d.config.backpressure.maxConcurrentFlushes) {
+    const topic = st.tp.topic;
+    if (
+      this.activeFlushes >= this.d.config.backpressure.maxConcurrentFlushes ||
+      (this.activeByRoute.get(topic) ?? 0) >= this.routeShare()
+    ) {
       this.waiting.add(st);
       return;
     }
     this.waiting.delete(st);
     const batch = st.buffer.take(reason);
     this.activeFlushes++;
+    this.activeByRoute.set(topic, (this.activeByRoute.get(topic) ?? 0) + 1);
     st.inFlight = this.runFlush(st, batch, st.epoch).finally(() => {
       this.activeFlushes--;
+      this.activeByRoute.set(topic, this.activeByRoute.get(topic)! - 1);
       st.inFlight = undefined;
       this.afterFlush(st);
     });
+  }
+
+  /**
+   * The most flush slots one route may hold: all of them but one for each other route with
+   * assigned partitions. A route whose table is locked (or slow) can then fill at most its
+   * share with flushes that wait, and every other route keeps at least one slot. With more
+   * routes than slots, each route holds at most one and they take turns.
+   */
+  private routeShare(): number {
+    return this.share;
+  }
+
+  /** After each assignment: see routeShare(). */
+  private computeShare(): void {
+    const routes = new Set<string>();
+    for (const st of this.states.values()) if (st.assigned) routes.add(st.tp.topic);
+    this.share = Math.max(1, this.d.config.backpressure.maxConcurrentFlushes - Math.max(0, routes.size - 1));
   }
 
   private async runFlush(st: PartitionState, batch: Batch<Entry>, epoch: number): Promise<void> {
@@ -1097,6 +1198,8 @@ export class SinkService {
         this.rewind(st, e);
         return;
       }
+      // Abandoned at the shutdown deadline: rolled back, re-read by the next owner.
+      if (this.abandoned) return;
       st.buffer.requeue(batch);
       this.hold(st, e, 'flush', failed);
       if (e instanceof SinkError && e.kind === 'unknown')
@@ -1388,7 +1491,10 @@ export class SinkService {
 
   private async doStop(deadlineMs: number): Promise<void> {
     const deadline = this.d.clock.now() + deadlineMs;
+    const left = () => Math.max(0, deadline - this.d.clock.now());
     const wasRunning = this.state === 'running';
+    this.stopRequested = true;
+    for (const wake of [...this.sleepers]) wake();
     this.state = 'stopping';
     const errors: unknown[] = [];
     const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
@@ -1400,7 +1506,7 @@ export class SinkService {
       }
     };
 
-    if (wasRunning) {
+    if (wasRunning && this.joined) {
       // Stop fetching: every assigned partition is paused; batches already fetched are ignored.
       this.d.source.pause([...this.states.values()].filter((s) => s.assigned).map((s) => s.tp));
       this.draining = true;
@@ -1411,27 +1517,50 @@ export class SinkService {
       // Drain in the remaining time, leaving a share for leaving the group and closing.
       const drainBy = deadline - Math.min(5_000, deadlineMs * 0.2);
       await step('drain', () => this.waitIdle(drainBy));
-      if (!this.isIdle()) {
-        const left = [...this.states.values()].reduce((n, s) => n + s.buffer.rows, 0);
-        this.d.logger.warn(
-          { bufferedRecords: left },
-          'shutdown deadline reached; abandoning unflushed records (they will be re-read)',
-        );
-        for (const c of this.activeClients) {
-          (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-        }
-      }
+      if (!this.isIdle()) this.abandon();
     }
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.healthTimer = undefined;
+    // Start-up returns at its next step; what it is blocked in (a connect) is not waited for
+    // beyond the deadline: leaving the group and closing the pool cut it.
+    if (this.startPromise)
+      await step('start-up', () =>
+        withTimeout(
+          this.startPromise!.catch(() => undefined),
+          Math.min(1_000, left()),
+          'start-up to return',
+        ),
+      );
     await step('leave group', () =>
-      withTimeout(this.d.source.stop(), Math.max(1_000, deadline - this.d.clock.now()), 'leaving the group'),
+      withTimeout(this.d.source.stop(), Math.max(200, left()), 'leaving the group'),
     );
-    await step('close pool', () => withTimeout(this.d.pool.end(), 5_000, 'closing the Postgres pool'));
+    // Flushes still running now (a start-up or drain cut short) are abandoned, not waited for.
+    if (this.activeClients.size) this.abandon();
+    await step('close pool', () =>
+      withTimeout(this.d.pool.end(), Math.max(200, left()), 'closing the Postgres pool'),
+    );
     this.state = 'stopped';
     this.d.logger.info({ errors: errors.length }, 'stopped');
+  }
+
+  /**
+   * Past the deadline: the transactions in flight are cut (their connections closed, so
+   * Postgres rolls them back) and their records are re-read by the next owner; no flush
+   * starts any more.
+   */
+  private abandon(): void {
+    if (this.abandoned) return;
+    this.abandoned = true;
+    const left = [...this.states.values()].reduce((n, s) => n + s.buffer.rows, 0);
+    this.d.logger.warn(
+      { bufferedRecords: left, inFlight: this.activeClients.size },
+      'shutdown deadline reached; abandoning unflushed records (they will be re-read)',
+    );
+    for (const c of this.activeClients) {
+      (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    }
   }
 
   /** Resolves when nothing is buffered or in flight, or at `by` (a clock time). */
@@ -1460,14 +1589,39 @@ function connectError(err: unknown, config: Config): PgsinkError {
     // keep the generic wording; the URL is validated at start-up anyway
   }
   const tls = /certificate|self.signed|SSL|TLS|verify/i.test(msg);
+  const state = sqlstateOf(err);
+  // Credentials, a database that does not exist, a certificate that does not verify: waiting
+  // does not help, the configuration must change (exit 2). The server not answering does.
+  const config_ = tls || (state !== undefined && /^(28|3D)/.test(state));
   const hint = tls
     ? ' Check postgres.ssl: the CA file must sign the server certificate (verify-ca/verify-full), and verify-full needs the host name in it.'
-    : ' Check postgres.url, that the server is up, and that it accepts this user.';
-  return new PgsinkError('postgres', `cannot connect to PostgreSQL at ${where}: ${msg}.${hint}`, {
-    code: (err as { code?: string }).code ?? 'CONNECT_FAILED',
+    : config_
+      ? ' Check postgres.url: the user, its password and the database.'
+      : ' Waiting for it to answer.';
+  const message = `cannot connect to PostgreSQL at ${where}: ${msg}.${hint}`;
+  if (config_) return new ConfigError(message, err);
+  return new PgsinkError('postgres', message, {
+    code: state ?? (err as { code?: string }).code ?? 'CONNECT_FAILED',
     retriable: true,
     cause: err,
   });
+}
+
+/**
+ * A failure while preparing the tables: an outage is waited out; anything else (a missing
+ * privilege, a table that does not fit) is the configuration's or the database's to fix.
+ */
+function startError(err: unknown, what: string): PgsinkError {
+  if (err instanceof PgsinkError) return err;
+  const kind = classifyPgError(err);
+  const code = sqlstateOf(err) ?? (err as { code?: string }).code ?? 'UNKNOWN';
+  if (kind === 'outage')
+    return new PgsinkError('postgres', `${what}: ${describePgError(err)}`, {
+      code,
+      retriable: true,
+      cause: err,
+    });
+  return new ConfigError(`${what}: ${describePgError(err)} (SQLSTATE ${code})`, err);
 }
 
 /** The buffer entry that stands for offsets first..last with no record (see Entry.skip). */

@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import { quoteIdent, quoteQualified } from './columns.ts';
 import { createTableSql } from './ddl.ts';
+import { hasUniqueKey, uniqueKeySql } from './upsert.ts';
 
 export interface TablePlan {
   table: string;
@@ -12,6 +13,8 @@ export interface TablePlan {
   statements: string[];
   /** Columns that exist with a different type than the mapping would create. */
   mismatches: string[];
+  /** DDL the route needs that pgsink does not run by itself (a unique index on an existing table). */
+  advice: string[];
 }
 
 const CANONICAL: Record<string, string> = {
@@ -29,11 +32,16 @@ export function canonicalType(pgType: string): string {
   return `${CANONICAL[elem] ?? elem}${array ? '[]' : ''}`;
 }
 
+/**
+ * `keyColumns` for an upsert route: a new table gets its unique index with it; an existing one
+ * without it gets the index as advice (creating it can fail on duplicates: a person decides).
+ */
 export async function planTable(
   client: pg.ClientBase,
   table: string,
   columns: readonly string[],
   pgTypes: readonly string[],
+  keyColumns?: readonly string[],
 ): Promise<TablePlan> {
   const { rows } = await client.query<{ name: string; type: string }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
@@ -42,7 +50,11 @@ export async function planTable(
     [quoteQualified(table)],
   );
   if (rows.length === 0) {
-    return { table, exists: false, statements: [createTableSql(table, columns, pgTypes)], mismatches: [] };
+    const statements = [createTableSql(table, columns, pgTypes)];
+    if (table.includes('.'))
+      statements.unshift(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(table.split('.')[0]!)}`);
+    if (keyColumns?.length) statements.push(uniqueKeySql(table, keyColumns));
+    return { table, exists: false, statements, mismatches: [], advice: [] };
   }
   const have = new Map(rows.map((r) => [r.name, r.type]));
   const statements: string[] = [];
@@ -57,5 +69,8 @@ export async function planTable(
       mismatches.push(`${table}.${c} is ${got}; the schema maps to ${want}`);
     }
   });
-  return { table, exists: true, statements, mismatches };
+  const advice: string[] = [];
+  if (keyColumns?.length && !(await hasUniqueKey(client, table, keyColumns)))
+    advice.push(uniqueKeySql(table, keyColumns));
+  return { table, exists: true, statements, mismatches, advice };
 }

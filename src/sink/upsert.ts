@@ -84,13 +84,12 @@ export async function ensureStage(client: pg.ClientBase, plan: UpsertPlan): Prom
   set.add(plan.stage);
 }
 
-/** Fails start-up unless a unique index (or primary key) covers exactly the key columns. */
-export async function assertUniqueKey(
+/** Whether a unique index (or primary key) without a predicate covers exactly the key columns. */
+export async function hasUniqueKey(
   client: pg.ClientBase,
   table: string,
   keyColumns: readonly string[],
-  topic: string,
-): Promise<void> {
+): Promise<boolean> {
   const { rows } = await client.query<{ cols: string[] }>(
     `SELECT array_agg(a.attname::text ORDER BY a.attname) AS cols
        FROM pg_index i
@@ -101,10 +100,24 @@ export async function assertUniqueKey(
     [quoteQualified(table)],
   );
   const want = [...keyColumns].sort().join(',');
-  if (!rows.some((r) => [...r.cols].sort().join(',') === want)) {
-    throw new ConfigError(
-      `route ${topic}: upsert needs a unique index or primary key on (${keyColumns.join(', ')}) of ${table}; ` +
-        `create one: CREATE UNIQUE INDEX ON ${quoteQualified(table)} (${keyColumns.map(quoteIdent).join(', ')})`,
-    );
-  }
+  return rows.some((r) => [...r.cols].sort().join(',') === want);
+}
+
+/** The unique index an upsert route needs on its key columns. */
+export function uniqueKeySql(table: string, keyColumns: readonly string[]): string {
+  return `CREATE UNIQUE INDEX IF NOT EXISTS ${quoteIdent(`${table.split('.').pop()!}_pgsink_key`.slice(0, 63))} ON ${quoteQualified(table)} (${keyColumns.map(quoteIdent).join(', ')})`;
+}
+
+/** Fails start-up unless a unique index (or primary key) covers exactly the key columns. */
+export async function assertUniqueKey(
+  client: pg.ClientBase,
+  table: string,
+  keyColumns: readonly string[],
+  topic: string,
+): Promise<void> {
+  if (await hasUniqueKey(client, table, keyColumns)) return;
+  throw new ConfigError(
+    `route ${topic}: upsert needs a unique index or primary key on (${keyColumns.join(', ')}) of ${table}; ` +
+      `create one: ${uniqueKeySql(table, keyColumns)}`,
+  );
 }

@@ -56,6 +56,40 @@ describe('pgsink CLI configuration errors', () => {
     expect(r.stdout).toContain('u:***@');
   });
 
+  it('check rejects offline everything run rejects before connecting', { timeout: 30_000 }, async () => {
+    const schemaDir = mkdtempSync(join(tmpdir(), 'pgsink-cli-schemas-'));
+    const notJson = join(schemaDir, 'not-json.avsc');
+    writeFileSync(notJson, '{ "type": "record", ');
+    const notAvro = join(schemaDir, 'not-avro.avsc');
+    writeFileSync(notAvro, '{ "type": "recrod", "name": "x", "fields": [] }');
+    const orders = JSON.stringify(join(process.cwd(), 'schemas/orders.avsc'));
+    const route = (extra: string) => `
+kafka: { brokers: ["127.0.0.1:1"], groupId: g }
+postgres: { url: "postgres://u@127.0.0.1:1/db" }
+routes:
+  - { topic: orders, table: public.orders, ${extra} }
+`;
+    const cases: Array<[string, string]> = [
+      [route(`schema: ${JSON.stringify(join(schemaDir, 'missing.avsc'))}`), 'cannot read Avro schema'],
+      [route(`schema: ${JSON.stringify(notJson)}`), 'is not valid JSON'],
+      [route(`schema: ${JSON.stringify(notAvro)}`), 'is not a valid Avro schema'],
+      [
+        route(`schema: ${orders}, schemaIds: { "7": ${JSON.stringify(join(schemaDir, 'nope.avsc'))} }`),
+        'cannot read Avro schema',
+      ],
+      [route(`schema: ${orders}, metadata: { offset: item_count }`), "two fields map to column 'item_count'"],
+      [route(`schema: ${orders}, columns: { no_such_field: x }`), "field 'no_such_field'"],
+    ];
+    for (const [text, expected] of cases) {
+      const r = await runCli(['check', '--config', configFile(text)]);
+      expect({ code: r.code, stderr: r.stderr.includes(expected) }, r.stderr).toEqual({
+        code: 2,
+        stderr: true,
+      });
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
   it('exits 2 for an unknown command', async () => {
     const r = await runCli(['frobnicate']);
     expect(r.code).toBe(2);

@@ -540,7 +540,7 @@ describe('deploy/Dockerfile and .dockerignore', () => {
     expect(find(runtime, 'USER')).toEqual([`${pod?.runAsUser}:${pod?.runAsGroup}`]);
     expect(find(runtime, 'RUN').join(' ')).toMatch(/apt-get install .*\btini\b/);
     const entrypoint = JSON.parse(find(runtime, 'ENTRYPOINT')[0]!) as string[];
-    expect(entrypoint).toEqual(['/usr/bin/tini', '--', 'node', `${APP_DIR}/dist/cli/main.js`]);
+    expect(entrypoint).toEqual(['/usr/bin/tini', '--', `${APP_DIR}/bin/pgsink`]);
     expect(JSON.parse(find(runtime, 'CMD')[0]!)).toEqual(pgsinkContainer(deployment).args);
     expect(find(runtime, 'EXPOSE')).toEqual([String(HTTP_PORT)]);
   });
