@@ -103,11 +103,11 @@ export class PartitionBuffer<T> {
    * (but always at least one), so a buffer that grew while a flush was in flight is
    * written in batches of the configured size.
    */
-  take(reason: FlushReason): Batch<T> {
+  take(reason: FlushReason, maxRows = this.policy.maxRows): Batch<T> {
     const from = this.head;
     let to = from;
     let bytes = 0;
-    const limit = Math.min(this.entries.length, from + this.policy.maxRows);
+    const limit = Math.min(this.entries.length, from + Math.max(1, Math.min(maxRows, this.policy.maxRows)));
     while (to < limit) {
       const size = this.sizes[to]!;
       if (to > from && bytes + size > this.policy.maxBytes) break;

@@ -10,7 +10,9 @@ import { pgClientConfig } from '../sink/connection.ts';
 import { sinkTables } from '../sink/ddl.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { RegistryClient } from '../avro/registry.ts';
-import { errorMessage, PgsinkError } from '../util/errors.ts';
+import { ConfigError, errorMessage, PgsinkError } from '../util/errors.ts';
+import { connectError } from '../pipeline/sink-service.ts';
+import { registryTls } from '../pipeline/routes.ts';
 
 type Verdict = 'ok' | 'waits' | 'refused';
 
@@ -64,7 +66,7 @@ export async function connectChecks(config: Config, routes: Map<string, RouteRun
       await admin.close().catch(() => undefined);
     }
   } catch (err) {
-    const sasl = /SASL|authentic/i.test(errorMessage(err));
+    const sasl = err instanceof ConfigError || /SASL|authentic/i.test(errorMessage(err));
     say(
       sasl ? 'refused' : 'waits',
       `Kafka at ${brokers}: ${errorMessage(err)}${sasl ? ' (check kafka.sasl)' : ': run would wait for it'}`,
@@ -119,7 +121,9 @@ export async function connectChecks(config: Config, routes: Map<string, RouteRun
         say('refused', `table ${rc.table}: upsert needs a unique key; run would refuse to start. Run: ${a}`);
     }
   } catch (err) {
-    say('waits', `PostgreSQL: ${errorMessage(err)}: run would wait for it`);
+    const e = connectError(err, config);
+    if (e instanceof ConfigError) say('refused', `PostgreSQL: ${e.message}`);
+    else say('waits', `PostgreSQL: ${errorMessage(err)}: run would wait for it`);
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -131,6 +135,7 @@ export async function connectChecks(config: Config, routes: Map<string, RouteRun
       username: config.schemaRegistry.username,
       password: config.schemaRegistry.password,
       timeoutMs: config.schemaRegistry.timeoutMs,
+      tls: registryTls(config),
     });
     try {
       await reg.ping();

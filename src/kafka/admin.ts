@@ -1,7 +1,8 @@
 // The few admin operations replay and status need, behind a narrow interface.
 import type { KafkaConfig } from 'kafkajs';
 import { Kafka, logLevel } from './kafkajs.ts';
-import { PgsinkError } from '../util/errors.ts';
+import { ConfigError, PgsinkError } from '../util/errors.ts';
+import { kafkaStartError } from './source.ts';
 
 export interface GroupMember {
   memberId: string;
@@ -37,6 +38,9 @@ export async function connectAdmin(
   try {
     await admin.connect();
   } catch (err) {
+    // Credentials or a certificate the brokers refuse: a configuration error; else retriable.
+    const e = kafkaStartError(err, brokers);
+    if (e instanceof ConfigError) throw e;
     throw new PgsinkError(
       'kafka',
       `cannot connect to Kafka at ${brokers.join(',')}: ${(err as Error).message}`,

@@ -12,6 +12,7 @@
 // - pause() does not stop batches already fetched from reaching eachBatch.
 import type { Admin, Consumer, EachBatchPayload, KafkaConfig, KafkaMessage, LogEntry } from 'kafkajs';
 import { ConfigError, PgsinkError } from '../util/errors.ts';
+import { isCertificateError } from '../util/tls.ts';
 import { Kafka, logLevel as KafkaLogLevel } from './kafkajs.ts';
 import type { Logger } from 'pino';
 
@@ -111,6 +112,8 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
   });
   let consumer: Consumer | undefined;
   let stopping: Promise<void> | undefined;
+  /** consumer.run() in progress: it resolves once the first join is done. */
+  let running: Promise<void> | undefined;
   // After stop() (or before run()), kafkajs throws on pause/resume/seek; they are no-ops then.
   const live = (): Consumer | undefined => (stopping ? undefined : consumer);
   // Offsets the consumer API does not give (the group's commits, the log start) come from an
@@ -155,13 +158,21 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
     }
     const have = new Set(names);
     const missing = opts.topics.filter((t) => !have.has(t));
-    if (missing.length)
+    if (missing.length) {
+      // listTopics leaves out topics this user may not describe: tell those from missing ones.
+      try {
+        await a.fetchTopicMetadata({ topics: missing });
+      } catch (err) {
+        if ((err as { type?: string }).type !== 'UNKNOWN_TOPIC_OR_PARTITION')
+          throw kafkaStartError(err, opts.connection.brokers as string[]);
+      }
       throw new PgsinkError(
         'kafka',
         `topic${missing.length > 1 ? 's' : ''} ${missing.map((t) => `'${t}'`).join(', ')} ${missing.length > 1 ? 'do' : 'does'} not exist on ${(opts.connection.brokers as string[]).join(',')}; ` +
           'waiting for it (create it, or fix routes[].topic)',
         { code: 'UNKNOWN_TOPIC', retriable: true },
       );
+    }
   };
 
   return {
@@ -180,7 +191,13 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
         maxBytesPerPartition: opts.maxBytesPerPartition,
         maxBytes: opts.maxBytesPerPartition * 8,
         maxWaitTimeInMs: 100,
-        retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+        retry: {
+          retries: 10,
+          initialRetryTime: 300,
+          maxRetryTime: 10_000,
+          // After stop(), a crash must not bring the consumer back.
+          restartOnFailure: async () => !stopping,
+        },
       });
       consumer = c;
       c.on(c.events.GROUP_JOIN, (e) => {
@@ -220,7 +237,7 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
         throw kafkaStartError(err, opts.connection.brokers as string[]);
       }
       if (stopping) return;
-      await c.run({
+      running = c.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: 1,
@@ -240,6 +257,14 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
           });
         },
       });
+      // kafkajs' run() joins the group before it returns, and a disconnect meanwhile does not
+      // stop that join: a member that finished joining after stop() leaves at once.
+      try {
+        await running;
+      } finally {
+        running = undefined;
+      }
+      if (stopping) await c.disconnect().catch(() => undefined);
     },
     pause(tps) {
       if (tps.length) live()?.pause(group(tps));
@@ -273,6 +298,9 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
       stopping ??= (async () => {
         const closing = admin?.then((a) => a.disconnect()).catch(() => undefined);
         if (consumer) await consumer.disconnect();
+        // A join in progress: start() disconnects again when it returns (the caller bounds
+        // how long it waits for that).
+        if (running) await running.catch(() => undefined);
         await closing;
       })();
       return stopping;
@@ -288,6 +316,12 @@ export function kafkaStartError(err: unknown, brokers: readonly string[]): Pgsin
   if (err instanceof PgsinkError) return err;
   const e = err as { name?: string; message?: string; type?: string };
   const where = brokers.join(',');
+  if (isCertificateError(err)) {
+    return new ConfigError(
+      `Kafka at ${where}: the TLS certificate does not verify (${(err as { code?: string }).code ?? e.message}). Check kafka.ssl (the CA that signs the brokers' certificates).`,
+      err,
+    );
+  }
   if (e.name === 'KafkaJSSASLAuthenticationError' || e.type === 'SASL_AUTHENTICATION_FAILED') {
     return new ConfigError(
       `Kafka at ${where} refused the SASL credentials: ${e.message ?? 'authentication failed'}. Check kafka.sasl (mechanism, username, password).`,

@@ -2,6 +2,7 @@
 import type { Config, RouteConfig } from '../config/schema.ts';
 import { RouteDecoder } from '../avro/decoder.ts';
 import { LocalSchemas, RegistryClient, type RegistryTls, type WriterSchemas } from '../avro/registry.ts';
+import { ConfigError } from '../util/errors.ts';
 import { readTlsFile } from '../util/tls.ts';
 import { loadSchemaFile } from '../avro/types.ts';
 import avro from 'avsc';
@@ -29,7 +30,7 @@ export interface RouteRuntime {
   isolation: IsolationPlan;
 }
 
-function registryTls(config: Config): RegistryTls | undefined {
+export function registryTls(config: Config): RegistryTls | undefined {
   const ssl = config.schemaRegistry?.ssl;
   if (!ssl) return undefined;
   return {
@@ -59,6 +60,11 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
     const writers: WriterSchemas =
       registry && !hasIds ? registry : new LocalSchemas(route.schemaIds, hasIds ? undefined : reader);
     const plan = buildColumnPlan(reader, route);
+    const reserved = plan.columns.filter((c) => c.startsWith('__pgsink_'));
+    if (reserved.length)
+      throw new ConfigError(
+        `route ${route.topic}: column name${reserved.length > 1 ? 's' : ''} ${reserved.join(', ')} ${reserved.length > 1 ? 'are' : 'is'} reserved for pgsink's staging tables (__pgsink_*); map the field elsewhere with routes[].columns`,
+      );
     routes.set(route.topic, {
       config: route,
       decoder: new RouteDecoder(reader, writers),

@@ -22,6 +22,7 @@ import type { FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.
 import { assertRecordValue, type RecordMeta } from '../sink/columns.ts';
 import { LineOverflow, type DirectLineEncoder } from '../sink/direct-line.ts';
 import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
+import { quoteQualified } from '../sink/columns.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { assertUniqueKey, deleteLine, upsertLine } from '../sink/upsert.ts';
 import { FenceBehind, flushBatch, readFences, type Entry, type Failure } from '../sink/flush.ts';
@@ -29,6 +30,7 @@ import { classifyPgError, describePgError, SinkError, sqlstateOf } from '../sink
 import { RowArena } from '../sink/row-arena.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { backoffDelay } from '../util/backoff.ts';
+import { isCertificateError } from '../util/tls.ts';
 import type { Clock } from '../util/clock.ts';
 import { ConfigError, errorMessage, PgsinkError, RecordError } from '../util/errors.ts';
 import { MAX_TRACE_LINKS, type FailedFlush, type SinkObserver } from './observer.ts';
@@ -95,6 +97,8 @@ interface PartitionState {
   suspect: { code: string; first: number; count: number } | undefined;
   /** The next flush isolates bad rows from the start (an unknown error proved to be data). */
   isolateNext: boolean;
+  /** Rows per flush while a batch keeps exceeding statement_timeout (halved each time). */
+  batchLimit: number | undefined;
 }
 
 /** A partition with records to write that has not advanced for longer than http.stuckAfterMs. */
@@ -244,7 +248,9 @@ export class SinkService {
       st.inFlight !== undefined ||
       st.holdUntil !== undefined ||
       st.stopped !== undefined ||
-      st.highWatermark > (st.next ?? st.fence ?? 0)
+      // Only against a known position: without one (a start the client chose), the log end
+      // says nothing about what is left.
+      (st.next !== undefined && st.highWatermark > st.next)
     );
   }
 
@@ -335,7 +341,8 @@ export class SinkService {
   }
 
   private async pollWatermarks(): Promise<void> {
-    await this.checkFences();
+    // Independent: a Postgres outage must not freeze the lag.
+    const fences = this.checkFences();
     const topics = new Set<string>();
     for (const st of this.states.values()) if (st.assigned) topics.add(st.tp.topic);
     for (const topic of topics) {
@@ -372,6 +379,7 @@ export class SinkService {
         if (this.hasWork(st)) st.progress.busy(now);
       }
     }
+    await fences;
   }
 
   /** Routes stopped by their dead-letter rate limit, with the reason. */
@@ -421,9 +429,11 @@ export class SinkService {
     }
     try {
       await ensureSinkTables(client, this.tables);
+      await assertCanIsolate(client);
       for (const route of this.d.routes.values()) {
         await this.prepareTable(client, route);
         await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic);
+        await assertNoRules(client, route.config.table, route.config.topic);
         if (route.upsert)
           await assertUniqueKey(
             client,
@@ -574,9 +584,11 @@ export class SinkService {
       st.attempts = 0;
       st.progress = new Progress(this.d.clock.now());
       st.reportedStuck = false;
+      st.highWatermark = 0;
       st.suspect = undefined;
       st.isolateNext = false;
       st.stopped = undefined;
+      st.batchLimit = undefined;
       st.skipCheckedAt = undefined;
       st.createdFrom = undefined;
       st.flushes = 0;
@@ -614,6 +626,7 @@ export class SinkService {
         suspect: undefined,
         isolateNext: false,
         stopped: undefined,
+        batchLimit: undefined,
         skipCheckedAt: undefined,
         createdFrom: undefined,
         flushes: 0,
@@ -1085,9 +1098,11 @@ export class SinkService {
     if (this.abandoned || st.inFlight || !st.assigned || this.halted.has(st.tp.topic)) return;
     const now = this.d.clock.now();
     if (st.holdUntil !== undefined && now < st.holdUntil) return;
-    let reason: FlushReason | null = st.buffer.flushReason(now);
-    if (!reason && this.draining && st.buffer.rows > 0) reason = 'drain';
-    if (!reason) return;
+    const reason = this.flushReasonOf(st, now);
+    if (!reason) {
+      this.waiting.delete(st);
+      return;
+    }
     const topic = st.tp.topic;
     if (
       this.activeFlushes >= this.d.config.backpressure.maxConcurrentFlushes ||
@@ -1097,7 +1112,7 @@ export class SinkService {
       return;
     }
     this.waiting.delete(st);
-    const batch = st.buffer.take(reason);
+    const batch = st.buffer.take(reason, st.batchLimit);
     this.activeFlushes++;
     this.activeByRoute.set(topic, (this.activeByRoute.get(topic) ?? 0) + 1);
     st.inFlight = this.runFlush(st, batch, st.epoch).finally(() => {
@@ -1106,6 +1121,12 @@ export class SinkService {
       st.inFlight = undefined;
       this.afterFlush(st);
     });
+  }
+
+  private flushReasonOf(st: PartitionState, now = this.d.clock.now()): FlushReason | null {
+    const reason = st.buffer.flushReason(now);
+    if (!reason && this.draining && st.buffer.rows > 0) return 'drain';
+    return reason;
   }
 
   /**
@@ -1155,6 +1176,12 @@ export class SinkService {
     let client: pg.PoolClient | undefined;
     try {
       client = await this.checkout();
+      if (this.abandoned) {
+        // Given up while this flush waited for a connection: it does not start.
+        this.checkin(client);
+        client = undefined;
+        return;
+      }
       this.activeClients.add(client);
       const outcome = await flushBatch(client, target, entries, { isolate: st.isolateNext });
       this.activeClients.delete(client);
@@ -1171,6 +1198,10 @@ export class SinkService {
       st.attempts = 0;
       st.suspect = undefined;
       st.isolateNext = false;
+      if (st.batchLimit !== undefined) {
+        st.batchLimit *= 2;
+        if (st.batchLimit >= this.d.config.batch.maxRows) st.batchLimit = undefined;
+      }
       if (st.holdUntil !== undefined) {
         this.d.logger.info({ ...st.tp }, 'sink recovered; partition resumes');
         st.holdUntil = undefined;
@@ -1200,6 +1231,14 @@ export class SinkService {
       }
       // Abandoned at the shutdown deadline: rolled back, re-read by the next owner.
       if (this.abandoned) return;
+      if (e instanceof PgsinkError && e.code === '57014' && entries.length > 1) {
+        // statement_timeout: the same batch would time out again; smaller ones may not.
+        st.batchLimit = Math.max(1, Math.floor(entries.length / 2));
+        this.d.logger.warn(
+          { ...st.tp, rows: entries.length, next: st.batchLimit },
+          `a flush of ${entries.length} rows of ${st.key} exceeded statement_timeout; the next ones take ${st.batchLimit} rows`,
+        );
+      }
       st.buffer.requeue(batch);
       this.hold(st, e, 'flush', failed);
       if (e instanceof SinkError && e.kind === 'unknown')
@@ -1384,11 +1423,14 @@ export class SinkService {
 
   private afterFlush(st: PartitionState): void {
     this.applyBackpressure();
-    this.maybeFlush(st);
+    // Waiters first, in the order they came: the partition that just flushed goes behind
+    // them, or a few busy partitions would keep every slot.
     for (const w of [...this.waiting]) {
       if (this.activeFlushes >= this.d.config.backpressure.maxConcurrentFlushes) break;
       this.maybeFlush(w);
     }
+    if (this.waiting.size === 0) this.maybeFlush(st);
+    else if (this.flushReasonOf(st)) this.waiting.add(st);
     this.armTimer(st.buffer.deadline());
     if (this.isIdle()) for (const w of this.idleWaiters.splice(0)) w();
   }
@@ -1464,7 +1506,8 @@ export class SinkService {
   private isIdle(): boolean {
     for (const st of this.states.values()) {
       if (st.inFlight || st.committing) return false;
-      if (st.assigned && st.buffer.rows > 0) return false;
+      // A route stopped by its dead-letter limit flushes nothing: its records are re-read.
+      if (st.assigned && st.buffer.rows > 0 && !this.halted.has(st.tp.topic)) return false;
     }
     return true;
   }
@@ -1579,8 +1622,37 @@ export class SinkService {
   }
 }
 
+/**
+ * Isolating bad rows needs a temporary table: without the TEMP privilege the first bad row
+ * would hold its partition for good, so it is a start-up error.
+ */
+async function assertCanIsolate(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `SELECT has_database_privilege(current_database(), 'TEMP') AS ok`,
+  );
+  if (!rows[0]?.ok)
+    throw new ConfigError(
+      'the Postgres user may not create temporary tables, which pgsink needs to isolate bad rows: GRANT TEMPORARY ON DATABASE <db> TO <user>',
+    );
+}
+
+/**
+ * COPY ignores rules while the INSERTs that isolate bad rows would apply them: a target with
+ * rules would be written two different ways. Refused at start-up.
+ */
+async function assertNoRules(client: pg.ClientBase, table: string, topic: string): Promise<void> {
+  const { rows } = await client.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_rewrite WHERE ev_class = to_regclass($1) AND rulename <> '_RETURN'`,
+    [quoteQualified(table)],
+  );
+  if ((rows[0]?.n ?? 0) > 0)
+    throw new ConfigError(
+      `route ${topic}: table ${table} has rules; COPY ignores them, so pgsink cannot write it consistently. Use a trigger instead of the rule, or point the route at the rule's target table.`,
+    );
+}
+
 /** The first connection failed: say where, why, and what to check. */
-function connectError(err: unknown, config: Config): PgsinkError {
+export function connectError(err: unknown, config: Config): PgsinkError {
   const msg = errorMessage(err);
   let where = 'the configured server';
   try {
@@ -1588,7 +1660,9 @@ function connectError(err: unknown, config: Config): PgsinkError {
   } catch {
     // keep the generic wording; the URL is validated at start-up anyway
   }
-  const tls = /certificate|self.signed|SSL|TLS|verify/i.test(msg);
+  // A certificate that does not verify, or a server without TLS when TLS is asked for: by the
+  // error's code, not its words (a reset during the handshake is a server restarting).
+  const tls = isCertificateError(err) || /does not support SSL/i.test(msg);
   const state = sqlstateOf(err);
   // Credentials, a database that does not exist, a certificate that does not verify: waiting
   // does not help, the configuration must change (exit 2). The server not answering does.

@@ -18,8 +18,8 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { IHeaders } from 'kafkajs';
 import { PgsinkError } from '../util/errors.ts';
 import type { SinkTables } from './ddl.ts';
-import { ensureIsolationStage, isolateRows, type IsolationPlan } from './isolate.ts';
-import { ensureStage, type UpsertPlan } from './upsert.ts';
+import { isolateRows, type IsolationPlan } from './isolate.ts';
+import { dropStage, ensureStage, type UpsertPlan } from './upsert.ts';
 import { classifyPgError, sinkError } from './pg-errors.ts';
 
 export interface Failure {
@@ -256,8 +256,9 @@ async function attempt(
 ): Promise<FlushOutcome> {
   const last = entries[entries.length - 1]!.offset;
   // Outside the transaction: a CREATE TEMP TABLE rolled back with it would be forgotten.
-  if (t.upsert && !isolate) await ensureStage(client, t.upsert);
-  if (isolate) await ensureIsolationStage(client, t.isolation);
+  // Isolating an upsert batch: the cached typed stage may be what failed (the table was
+  // altered since it was made): it is made again for the next batch.
+  if (t.upsert) await (isolate ? dropStage(client, t.upsert) : ensureStage(client, t.upsert));
   try {
     const locked = await beginAndLockFence(client, t);
     const fence = locked.next;

@@ -3,45 +3,70 @@
 // A batch whose COPY (or COMMIT) failed on a data error is written again in the same kind of
 // transaction, in two steps:
 //
-// 1. COPY into a temporary staging table with the target's column types (and typmods) but
-//    none of its constraints: Postgres parses each field exactly as it would for the target,
-//    so type errors (bad input syntax, out of range, too long) show here, at the line Postgres
-//    names. Such a line is a dead letter; the lines before it are copied again in a window
-//    of their own, and copying goes on after it. Windows adapt to where errors fall, so the
-//    bytes sent in vain per bad row are bounded, and every good row is sent at most twice.
+// 1. COPY into a temporary staging table whose columns are all `text` (plus the offset and
+//    the operation), made in this transaction and dropped at its end: nothing about the
+//    target can make a line fail there, and nothing about it goes stale between flushes.
+//    (A line that still fails — an encoding the database cannot hold — is skipped at the line
+//    Postgres names, the lines before it sent again: linear, and rare.)
 // 2. One server-side loop moves the staged rows into the target one statement per row, each
-//    in its own exception block, with every deferrable constraint checked immediately (so a
-//    DEFERRABLE INITIALLY DEFERRED violation, which would only surface at COMMIT, is caught at
-//    its row): CHECK, NOT NULL, unique, foreign key, exclusion, and errors raised by triggers.
-//    The failing rows come back as (offset, SQLSTATE, message); no round trip per row, and
-//    a batch half of whose rows are bad costs one statement, not one per bad row.
+//    in its own exception block, every field cast from text to its column's type (so a type
+//    error is a refused row like any other: Postgres parses the text as COPY would, and the
+//    assignment to the column applies its length, precision and domain), with every
+//    deferrable constraint checked at once (so a DEFERRABLE INITIALLY DEFERRED violation, which
+//    would only surface at COMMIT, is caught at its row). The refused rows come back as
+//    (offset, SQLSTATE, message): no round trip per row.
 //
-// An error of a class that is not about the row (connection, server shutdown, deadlock,
-// serialization, locks, missing table or privilege: see pg-errors.ts) is re-raised from the
-// loop and the whole flush is retried, never dead-lettered.
+// Which failures are the row's (src/sink/pg-errors.ts): an outage (connection, deadlock,
+// serialization, locks, cancellation) is re-raised at once and the flush retried; an
+// environment error (a missing table, a privilege) counts as the row's only if other rows go
+// in — when every row fails with one, it is the deployment's and is re-raised. Rows refused by
+// a foreign key get a second pass after the others (a child that came before its parent in the
+// batch, which a deferred key would have accepted).
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { quoteIdent, quoteQualified } from './columns.ts';
-import { classifyPgError, copyLineOf, describePgError, HELD_CLASSES, sqlstateOf } from './pg-errors.ts';
+import {
+  classifyPgError,
+  copyLineOf,
+  describePgError,
+  ENVIRONMENT_CLASSES,
+  OUTAGE_CLASSES,
+  sqlstateOf,
+} from './pg-errors.ts';
 
-const OFFSET_COL = '__pgsink_offset';
-const OP_COL = '__pgsink_op';
+export const OFFSET_COL = '__pgsink_offset';
+export const OP_COL = '__pgsink_op';
 
 export interface IsolationPlan {
-  /** Unquoted name of the temporary staging table (one per route and connection). */
-  stage: string;
-  createStageSql: string;
-  /** COPY into the staging table: the target's columns, then the offset and the operation. */
-  copySql: string;
-  /** Creates (or replaces) the per-connection function that moves staged rows one by one. */
-  createApplySql: string;
-  /** Runs it: rows of (offset, SQLSTATE, message) for the rows the target refused. */
-  applySql: string;
+  routeIndex: number;
+  /** Quoted, qualified target table. */
+  target: string;
+  /** The target's columns in COPY order (unquoted). */
+  columns: readonly string[];
+  /** Upsert: the key columns (the last record per key wins, tombstones delete). */
+  keyColumns: readonly string[] | undefined;
   /** Whether lines are already staging lines (upsert: offset and operation appended). */
   stagedLines: boolean;
 }
+
+export function buildIsolationPlan(
+  routeIndex: number,
+  table: string,
+  columns: readonly string[],
+  keyColumns: readonly string[] | undefined,
+): IsolationPlan {
+  return {
+    routeIndex,
+    target: quoteQualified(table),
+    columns,
+    keyColumns,
+    stagedLines: keyColumns !== undefined,
+  };
+}
+
+const stageName = (plan: IsolationPlan) => `pgsink_iso_${plan.routeIndex}`;
 
 /** A dollar-quote tag that does not occur in `body`. */
 function dollarTag(body: string): string {
@@ -50,76 +75,132 @@ function dollarTag(body: string): string {
   return `$pgsink${n}$`;
 }
 
-/**
- * The statements that isolate the bad rows of one route. `keyColumns` given: upsert (the
- * last record per key wins, tombstones delete), as the route's one-statement merge does.
- */
-export function buildIsolationPlan(
-  routeIndex: number,
-  table: string,
-  columns: readonly string[],
-  keyColumns: readonly string[] | undefined,
-): IsolationPlan {
-  const stage = `pgsink_iso_${routeIndex}`;
-  const target = quoteQualified(table);
-  const cols = columns.map(quoteIdent);
-  const values = cols.map((c) => `r.${c}`).join(', ');
+export interface TargetColumn {
+  name: string;
+  /** The type to cast the staged text to: the column's type without its modifier (the
+   * assignment applies length and precision as COPY would). */
+  castType: string;
+}
+
+/** The target's columns' types, read now (a column altered since the last flush counts). */
+async function targetColumns(client: pg.ClientBase, plan: IsolationPlan): Promise<TargetColumn[]> {
+  const { rows } = await client.query<{ name: string; type: string }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS type
+       FROM pg_attribute a
+      WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY($2)`,
+    [plan.target, plan.columns],
+  );
+  const byName = new Map(rows.map((r) => [r.name, r.type]));
+  return plan.columns.map((name) => {
+    const castType = byName.get(name);
+    if (!castType) throw new Error(`internal: column ${name} of ${plan.target} is gone`);
+    return { name, castType };
+  });
+}
+
+/** The per-connection function that moves the staged rows (see the header comment). */
+export function applyFunctionSql(plan: IsolationPlan, columns: readonly TargetColumn[]): string {
+  const stage = `pg_temp.${stageName(plan)}`;
+  const cols = columns.map((c) => quoteIdent(c.name));
+  const values = columns.map((c) => `CAST(r.${quoteIdent(c.name)} AS ${c.castType})`).join(', ');
+  // COPY writes identity columns as given; a plain INSERT would refuse them.
+  const insert = `INSERT INTO ${plan.target} (${cols.join(', ')}) OVERRIDING SYSTEM VALUE VALUES (${values})`;
   let statement: string;
-  let source = `pg_temp.${stage}`;
-  if (keyColumns) {
-    const keys = keyColumns.map(quoteIdent);
-    const rest = columns.filter((c) => !keyColumns.includes(c)).map(quoteIdent);
+  let nullKey = 'false';
+  if (plan.keyColumns) {
+    const keyCols = columns.filter((c) => plan.keyColumns!.includes(c.name));
+    const keys = plan.keyColumns.map(quoteIdent);
+    const rest = cols.filter((c, i) => !plan.keyColumns!.includes(columns[i]!.name));
     const onConflict = rest.length
       ? `DO UPDATE SET ${rest.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`
       : 'DO NOTHING';
-    source = `(SELECT DISTINCT ON (${keys.join(', ')}) * FROM pg_temp.${stage}
-                ORDER BY ${keys.join(', ')}, ${OFFSET_COL} DESC) AS last`;
+    nullKey = keys.map((k) => `r.${k} IS NULL`).join(' OR ');
+    // Every record in offset order: the last one per key wins, as in the merge, and a refused
+    // last one leaves the one before it written.
     statement = `IF r.${OP_COL} = 'd' THEN
-          DELETE FROM ${target} AS t WHERE ${keys.map((k) => `t.${k} = r.${k}`).join(' AND ')};
-        ELSE
-          INSERT INTO ${target} (${cols.join(', ')}) VALUES (${values})
-            ON CONFLICT (${keys.join(', ')}) ${onConflict};
-        END IF;`;
+            DELETE FROM ${plan.target} AS t
+             WHERE ${keyCols.map((k) => `t.${quoteIdent(k.name)} = CAST(r.${quoteIdent(k.name)} AS ${k.castType})`).join(' AND ')};
+          ELSE
+            ${insert} ON CONFLICT (${keys.join(', ')}) ${onConflict};
+          END IF;`;
   } else {
-    statement = `INSERT INTO ${target} (${cols.join(', ')}) VALUES (${values});`;
+    statement = `${insert};`;
   }
-  const held = [...HELD_CLASSES].map((c) => `'${c}'`).join(', ');
+  const outage = [...OUTAGE_CLASSES].map((c) => `'${c}'`).join(', ');
+  const environment = [...ENVIRONMENT_CLASSES].map((c) => `'${c}'`).join(', ');
   const body = `
 #variable_conflict use_column
 DECLARE
   r record;
+  st text;
+  msg text;
   detail text;
+  written bigint := 0;
+  env_state text;
+  env_message text;
+  env_rows bigint := 0;
+  refused bigint[] := '{}';
+  states text[] := '{}';
+  messages text[] := '{}';
+  retry bigint[] := '{}';
+  pass int;
+  i int;
 BEGIN
   SET CONSTRAINTS ALL IMMEDIATE;
-  FOR r IN SELECT * FROM ${source} ORDER BY ${OFFSET_COL} LOOP
-    BEGIN
-      ${statement}
-    EXCEPTION WHEN OTHERS THEN
-      IF left(SQLSTATE, 2) IN (${held}) THEN
-        RAISE;
+  FOR pass IN 1..2 LOOP
+    FOR r IN SELECT * FROM ${stage}
+              WHERE pass = 1 OR ${OFFSET_COL} = ANY (retry)
+              ORDER BY ${OFFSET_COL} LOOP
+      IF ${nullKey} THEN
+        refused := refused || r.${OFFSET_COL};
+        states := states || 'NULL_KEY'::text;
+        messages := messages || 'a key column is null: there is no row to write or delete'::text;
+        CONTINUE;
       END IF;
-      GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-      pgsink_offset := r.${OFFSET_COL};
-      pgsink_state := SQLSTATE;
-      pgsink_message := SQLERRM || CASE WHEN coalesce(detail, '') = '' THEN '' ELSE '; detail: ' || detail END;
-      RETURN NEXT;
-    END;
+      BEGIN
+        ${statement}
+        written := written + 1;
+      EXCEPTION WHEN OTHERS THEN
+        st := SQLSTATE;
+        IF left(st, 2) IN (${outage}) THEN
+          RAISE;
+        END IF;
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+        IF coalesce(detail, '') <> '' THEN
+          msg := msg || '; detail: ' || detail;
+        END IF;
+        IF left(st, 2) IN (${environment}) THEN
+          env_rows := env_rows + 1;
+          env_state := st;
+          env_message := msg;
+        END IF;
+        IF pass = 1 AND st = '23503' THEN
+          -- A foreign key: its parent may come later in the batch.
+          retry := retry || r.${OFFSET_COL};
+        ELSE
+          refused := refused || r.${OFFSET_COL};
+          states := states || st;
+          messages := messages || msg;
+        END IF;
+      END;
+    END LOOP;
+    EXIT WHEN cardinality(retry) = 0;
+  END LOOP;
+  -- Every row refused for a reason that is not about rows: the deployment's, not theirs.
+  IF written = 0 AND env_rows > 0 AND env_rows = cardinality(refused) THEN
+    RAISE EXCEPTION USING ERRCODE = env_state, MESSAGE = env_message;
+  END IF;
+  FOR i IN 1..coalesce(array_length(refused, 1), 0) LOOP
+    pgsink_offset := refused[i];
+    pgsink_state := states[i];
+    pgsink_message := messages[i];
+    RETURN NEXT;
   END LOOP;
 END`;
   const tag = dollarTag(body);
-  const fn = `pg_temp.pgsink_apply_${routeIndex}`;
-  return {
-    stage,
-    // Column types and typmods come from the target; none of its constraints do.
-    createStageSql: `CREATE TEMP TABLE IF NOT EXISTS ${stage} ON COMMIT DELETE ROWS AS
-        SELECT ${cols.join(', ')}, 0::bigint AS ${OFFSET_COL}, 'u'::"char" AS ${OP_COL} FROM ${target} WITH NO DATA`,
-    copySql: `COPY pg_temp.${stage} (${[...cols, OFFSET_COL, OP_COL].join(', ')}) FROM STDIN`,
-    createApplySql: `CREATE OR REPLACE FUNCTION ${fn}()
+  return `CREATE OR REPLACE FUNCTION pg_temp.pgsink_apply_${plan.routeIndex}()
       RETURNS TABLE (pgsink_offset bigint, pgsink_state text, pgsink_message text)
-      LANGUAGE plpgsql AS ${tag}${body}${tag}`,
-    applySql: `SELECT pgsink_offset, pgsink_state, pgsink_message FROM ${fn}()`,
-    stagedLines: keyColumns !== undefined,
-  };
+      LANGUAGE plpgsql AS ${tag}${body}${tag}`;
 }
 
 /** One row to isolate: its offset and its COPY text line (LF included). */
@@ -134,17 +215,6 @@ export interface Rejected {
   message: string;
 }
 
-const staged = new WeakMap<pg.ClientBase, Set<string>>();
-
-/** Outside a transaction: a CREATE TEMP TABLE rolled back with it would be forgotten. */
-export async function ensureIsolationStage(client: pg.ClientBase, plan: IsolationPlan): Promise<void> {
-  let set = staged.get(client);
-  if (set?.has(plan.stage)) return;
-  await client.query(plan.createStageSql);
-  if (!set) staged.set(client, (set = new Set()));
-  set.add(plan.stage);
-}
-
 const SUFFIX_U = Buffer.from('\tu\n');
 
 /** A target line as a staging line: the offset and 'u' appended. */
@@ -157,6 +227,7 @@ function stagingLine(plan: IsolationPlan, row: IsolationRow): Buffer {
 async function copyPart(
   client: pg.ClientBase,
   plan: IsolationPlan,
+  copySql: string,
   rows: readonly IsolationRow[],
   from: number,
   to: number,
@@ -164,24 +235,31 @@ async function copyPart(
   function* lines(): Generator<Buffer> {
     for (let i = from; i < to; i++) yield stagingLine(plan, rows[i]!);
   }
-  await pipeline(Readable.from(lines()), client.query(copyFrom(plan.copySql)));
+  await pipeline(Readable.from(lines()), client.query(copyFrom(copySql)));
 }
 
 /** The smallest window after an error, in rows: what a failing COPY may send in vain. */
 const MIN_WINDOW = 32;
 
 /**
- * Step 1: COPY into the staging table, skipping the lines Postgres names. Inside the caller's
+ * Step 1: COPY into the staging table, skipping any line Postgres names. Inside the caller's
  * transaction; every COPY runs under a savepoint. Returns the rejected rows; throws what is
- * not a data error.
+ * not about a row.
  */
 async function stageRows(
   client: pg.ClientBase,
   plan: IsolationPlan,
   rows: readonly IsolationRow[],
 ): Promise<Rejected[]> {
+  const stage = stageName(plan);
+  const cols = [...plan.columns.map(quoteIdent), OFFSET_COL, OP_COL];
+  await client.query(
+    `CREATE TEMP TABLE ${stage} (${plan.columns.map((c) => `${quoteIdent(c)} text`).join(', ')}${
+      plan.columns.length ? ', ' : ''
+    }${OFFSET_COL} bigint, ${OP_COL} "char") ON COMMIT DROP`,
+  );
+  const copySql = `COPY pg_temp.${stage} (${cols.join(', ')}) FROM STDIN`;
   const rejected: Rejected[] = [];
-  await client.query(`TRUNCATE pg_temp.${plan.stage}`);
   await client.query('SAVEPOINT pgsink_stage');
   let i = 0;
   let window = rows.length;
@@ -196,7 +274,7 @@ async function stageRows(
     let end = Math.min(rows.length, i + window);
     if (known && known.index < end) end = known.index;
     try {
-      await copyPart(client, plan, rows, i, end);
+      await copyPart(client, plan, copySql, rows, i, end);
       await client.query('RELEASE SAVEPOINT pgsink_stage; SAVEPOINT pgsink_stage');
       i = end;
       window = Math.min(rows.length, window * 2);
@@ -237,14 +315,13 @@ export async function isolateRows(
 ): Promise<Rejected[]> {
   if (rows.length === 0) return [];
   const rejected = await stageRows(client, plan, rows);
-  await client.query(plan.createApplySql);
+  await client.query(applyFunctionSql(plan, await targetColumns(client, plan)));
   const { rows: refused } = await client.query<{
     pgsink_offset: string;
     pgsink_state: string;
     pgsink_message: string;
-  }>(plan.applySql);
+  }>(`SELECT pgsink_offset, pgsink_state, pgsink_message FROM pg_temp.pgsink_apply_${plan.routeIndex}()`);
   for (const r of refused)
     rejected.push({ offset: Number(r.pgsink_offset), code: r.pgsink_state, message: r.pgsink_message });
-  await client.query(`TRUNCATE pg_temp.${plan.stage}`);
   return rejected.sort((a, b) => a.offset - b.offset);
 }

@@ -10,8 +10,10 @@
 //   3B, 3D, 3F, 42, 54, F0, HV. Retried like an outage (fixing the table or the grant
 //   resumes), reported as a stuck partition; never dead-lettered.
 // - data: the row's fault — classes 22 (data exception), 23 (integrity), 09, 20, 21, 27, 2F,
-//   38, 39, 44 and P0 (raised by a trigger or a function), and any error other than the two
-//   above for which Postgres names the failing COPY line. Isolated and dead-lettered.
+//   38, 39, 44 and P0 (raised by a trigger or a function), and any error but an outage for
+//   which Postgres names the failing COPY line (an index row too large, a trigger's error).
+//   Isolated (src/sink/isolate.ts): the refused rows are dead-lettered — unless every row is
+//   refused with an environment class, which is then the deployment's and held.
 // - unknown: anything else (class XX, an error without a SQLSTATE). Retried; when it repeats
 //   on the same records a bounded number of times while Postgres answers other queries, the
 //   pipeline treats it as data (src/pipeline/sink-service.ts).
@@ -19,8 +21,21 @@ import { PgsinkError } from '../util/errors.ts';
 
 export type FailureKind = 'data' | 'outage' | 'environment' | 'unknown';
 
-const OUTAGE_CLASSES = new Set(['08', '25', '40', '53', '55', '57', '58']);
-const ENVIRONMENT_CLASSES = new Set(['0A', '28', '2B', '2D', '34', '3B', '3D', '3F', '42', '54', 'F0', 'HV']);
+export const OUTAGE_CLASSES: ReadonlySet<string> = new Set(['08', '25', '40', '53', '55', '57', '58']);
+export const ENVIRONMENT_CLASSES: ReadonlySet<string> = new Set([
+  '0A',
+  '28',
+  '2B',
+  '2D',
+  '34',
+  '3B',
+  '3D',
+  '3F',
+  '42',
+  '54',
+  'F0',
+  'HV',
+]);
 const DATA_CLASSES = new Set(['22', '23', '09', '20', '21', '27', '2F', '38', '39', '44', 'P0']);
 const NET_CODES = new Set([
   'ECONNREFUSED',
@@ -30,6 +45,9 @@ const NET_CODES = new Set([
   'ENOTFOUND',
   'EHOSTUNREACH',
   'EAI_AGAIN',
+  'ENETUNREACH',
+  'ECONNABORTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 /** Classes that are never the row's fault: a per-row isolation loop re-raises them. */
 export const HELD_CLASSES: ReadonlySet<string> = new Set([...OUTAGE_CLASSES, ...ENVIRONMENT_CLASSES]);
@@ -52,8 +70,10 @@ export function classifyPgError(err: unknown): FailureKind {
   if (state) {
     const cls = state.slice(0, 2);
     if (OUTAGE_CLASSES.has(cls)) return 'outage';
-    if (ENVIRONMENT_CLASSES.has(cls)) return 'environment';
+    // A COPY line named: something about that row (an index row too large, a trigger that
+    // raises); isolation tells it from the deployment's fault (every row failing alike).
     if (DATA_CLASSES.has(cls) || copyLineOf(err) !== undefined) return 'data';
+    if (ENVIRONMENT_CLASSES.has(cls)) return 'environment';
     return 'unknown';
   }
   const code = (err as { code?: unknown } | undefined)?.code;
@@ -72,7 +92,8 @@ export function classifyPgError(err: unknown): FailureKind {
 /** 1-based line of the COPY input that failed, from the error context ("COPY t, line 3..."). */
 export function copyLineOf(err: unknown): number | undefined {
   const where = (err as PgErrorFields | undefined)?.where;
-  const m = typeof where === 'string' ? /COPY [^,]+, line (\d+)/.exec(where) : null;
+  // The table name may hold a comma: the line number follows the first ", line ".
+  const m = typeof where === 'string' ? /^COPY .*?, line (\d+)/m.exec(where) : null;
   return m ? Number(m[1]) : undefined;
 }
 

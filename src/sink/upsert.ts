@@ -40,7 +40,19 @@ export function buildUpsertPlan(
   const onConflict = rest.length
     ? `DO UPDATE SET ${rest.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`
     : 'DO NOTHING';
-  const mergeSql = `WITH last AS (
+  // A record whose key is NULL has no row to write or delete (and DISTINCT ON would take all
+  // NULL keys for one): it fails the batch as a data error, and isolation dead-letters it.
+  const nullKey = keys.map((k) => `${k} IS NULL`).join(' OR ');
+  const check = ` BEGIN
+      IF EXISTS (SELECT 1 FROM pg_temp.${stage} WHERE ${OP_COL} = 'u' AND (${nullKey})) THEN
+        RAISE EXCEPTION USING ERRCODE = '23502', MESSAGE = 'a key column is null';
+      END IF;
+    END `;
+  let n = 0;
+  while (check.includes(`$pgsink${n}$`)) n++;
+  const tag = `$pgsink${n}$`;
+  const mergeSql = `DO ${tag}${check}${tag};
+    WITH last AS (
       SELECT DISTINCT ON (${keys.join(', ')}) * FROM pg_temp.${stage}
        ORDER BY ${keys.join(', ')}, ${OFFSET_COL} DESC
     ), deleted AS (
@@ -75,6 +87,12 @@ export function deleteLine(plan: UpsertPlan, key: Buffer, offset: number): strin
 }
 
 const staged = new WeakMap<pg.ClientBase, Set<string>>();
+
+/** Forgets (and drops) a connection's staging table, so that the next flush makes it again. */
+export async function dropStage(client: pg.ClientBase, plan: UpsertPlan): Promise<void> {
+  staged.get(client)?.delete(plan.stage);
+  await client.query(`DROP TABLE IF EXISTS pg_temp.${plan.stage}`);
+}
 
 export async function ensureStage(client: pg.ClientBase, plan: UpsertPlan): Promise<void> {
   let set = staged.get(client);
