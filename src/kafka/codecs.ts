@@ -147,6 +147,9 @@ function decompressWith(name: CodecName, payload: Buffer, limit: number): Buffer
     case 'gzip':
       return zlib.unzipSync(payload, { maxOutputLength: limit });
     case 'zstd':
+      // package.json's engines ask for Node >= 22.15; say so if a run ignored them.
+      if (typeof zlib.zstdDecompressSync !== 'function')
+        throw new Error(`zstd needs Node.js >= 22.15 (zlib.zstdDecompress); this is ${process.version}`);
       return zlib.zstdDecompressSync(payload, { maxOutputLength: limit });
     case 'snappy':
       return snappyDecompress(payload, limit);
