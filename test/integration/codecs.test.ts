@@ -147,28 +147,25 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 
 describe('a partition whose batches cannot be decompressed', () => {
   it(
-    'is held and reported with topic, partition, offsets and codec while the other partition and route land; it lands once readable',
+    'is held and reported with topic, partition, offsets and codec while the other partitions and route land; it lands once readable',
     { timeout: 150_000 },
     async () => {
       const schema = await newSchema('unread_s');
       const held = uniqueName('unread_t');
       const other = uniqueName('unread_other');
-      await createTopic(kafka, held, 2);
+      await createTopic(kafka, held, 3);
       await createTopic(kafka, other, 1);
-      const records = allTypesRecords(60, 7);
-      // Partition 0 of `held` gets lz4 batches (made unreadable), partition 1 zstd ones; the
-      // other route's topic gzip ones.
-      const all = javaRecords(records, 2);
-      await produceWithJava(
-        held,
-        'lz4',
-        all.filter((r) => r.partition === 0),
-      );
-      await produceWithJava(
-        held,
-        'zstd',
-        all.filter((r) => r.partition === 1),
-      );
+      const records = allTypesRecords(84, 7);
+      // Partition 0 of `held` gets lz4 batches (made unreadable), partition 1 zstd ones, and
+      // partition 2 zstd ones then lz4 ones: one fetch brings both, and the records before the
+      // unreadable batch land while the partition is held at it. The other route's topic: gzip.
+      const all = javaRecords(records, 3);
+      const inP = (n: number) => all.filter((r) => r.partition === n);
+      const readableOf2 = Math.floor(inP(2).length / 2);
+      await produceWithJava(held, 'lz4', inP(0));
+      await produceWithJava(held, 'zstd', inP(1));
+      await produceWithJava(held, 'zstd', inP(2).slice(0, readableOf2));
+      await produceWithJava(held, 'lz4', inP(2).slice(readableOf2));
       await produceWithJava(other, 'gzip', javaRecords(records, 1));
       setDecompressFault((codec) => (codec === 'lz4' ? new Error('refused by the test') : undefined));
 
@@ -204,40 +201,53 @@ describe('a partition whose batches cannot be decompressed', () => {
       };
       try {
         await p.service.start();
-        const p0 = records.filter((r) => r.id % 2 === 0);
-        const p1 = records.filter((r) => r.id % 2 === 1);
-        // The zstd partition and the other route land in full...
+        const landBeforeHold = inP(1).length + readableOf2;
+        // Partition 1, the readable half of partition 2 and the other route land...
         await waitFor(
-          'partition 1 and the other route',
+          'partition 1, half of partition 2 and the other route',
           async () => {
             const a = await countRows(pool, `"${schema}".held`).catch(() => 0);
             const b = await countRows(pool, `"${schema}".other`).catch(() => 0);
             return [a, b];
           },
-          ([a, b]) => a === p1.length && b === records.length,
+          ([a, b]) => a === landBeforeHold && b === records.length,
         );
-        // ...while partition 0 is held and reported stuck, by /readyz, the log and metrics.
+        // ...while partitions 0 and 2 are held and reported stuck, by /readyz, the log and metrics.
         const ready = await waitFor(
-          '/readyz naming the held partition',
+          '/readyz naming the held partitions',
           () => get('/readyz'),
-          (r) => r.status === 503 && r.text.includes('"stuck"'),
+          (r) => r.status === 503 && (JSON.parse(r.text) as { stuck?: unknown[] }).stuck?.length === 2,
           30_000,
         );
         const body = JSON.parse(ready.text) as { stuck: Array<Record<string, unknown>>; reason: string };
-        expect(body.stuck).toEqual([
-          expect.objectContaining({ topic: held, partition: 0, code: 'DECOMPRESS_FAILED', stage: 'codec' }),
-        ]);
-        expect(body.reason).toContain(`${held}:0`);
-        const logged = lines.find((l) => l.includes('codec failed; partition paused'));
-        expect(logged).toBeDefined();
-        const entry = JSON.parse(logged!) as Record<string, unknown>;
-        expect(entry).toMatchObject({ topic: held, partition: 0, code: 'DECOMPRESS_FAILED' });
-        expect(entry['err']).toMatch(
-          new RegExp(
-            `cannot read the record batch at offsets 0\\.\\.\\d+ of ${held}:0 \\(codec lz4, DECOMPRESS_FAILED\\)`,
+        const sorted = [...body.stuck].sort((a, b) => Number(a['partition']) - Number(b['partition']));
+        expect(sorted).toEqual(
+          [0, 2].map((partition) =>
+            expect.objectContaining({ topic: held, partition, code: 'DECOMPRESS_FAILED', stage: 'codec' }),
           ),
         );
-        expect(entry['err']).toContain('refused by the test');
+        expect(body.reason).toMatch(new RegExp(`${held}:[02]`));
+        const logged = (partition: number) => {
+          const line = lines.find(
+            (l) => l.includes('codec failed; partition paused') && l.includes(`"partition":${partition},`),
+          );
+          expect(line, `the log line of partition ${partition}`).toBeDefined();
+          const entry = JSON.parse(line!) as Record<string, unknown>;
+          expect(entry).toMatchObject({ topic: held, partition, code: 'DECOMPRESS_FAILED' });
+          expect(entry['err']).toContain('refused by the test');
+          return String(entry['err']);
+        };
+        // Partition 0 from its start; partition 2 from its first lz4 record, after the zstd ones.
+        expect(logged(0)).toMatch(
+          new RegExp(
+            `^cannot read the record batch at offsets 0\\.\\.\\d+ of ${held}:0 \\(codec lz4, DECOMPRESS_FAILED\\)`,
+          ),
+        );
+        expect(logged(2)).toMatch(
+          new RegExp(
+            `^cannot read the record batch at offsets ${readableOf2}\\.\\.\\d+ of ${held}:2 \\(codec lz4, DECOMPRESS_FAILED\\)`,
+          ),
+        );
         const metrics = (await get('/metrics')).text;
         const failures = N.prometheusName(N.METRIC_FLUSH_FAILURES, 'counter');
         expect(
@@ -246,18 +256,18 @@ describe('a partition whose batches cannot be decompressed', () => {
         // The gauge follows on the next health tick (every second).
         const stuck = N.prometheusName(N.METRIC_PARTITIONS_STUCK, 'gauge');
         await waitFor(
-          'pgsink_partitions_stuck 1',
+          'pgsink_partitions_stuck 2',
           async () => sample((await get('/metrics')).text, stuck),
-          (n) => n === 1,
+          (n) => n === 2,
           10_000,
         );
         expect(p.service.readiness().consumer).toBe('ok');
-        expect(await countRows(pool, `"${schema}".held`)).toBe(p1.length);
+        expect(await countRows(pool, `"${schema}".held`)).toBe(landBeforeHold);
 
-        // Readable again (a pgsink that can read them): the held partition lands, all of it.
+        // Readable again (a pgsink that can read them): the held partitions land, all of them.
         setDecompressFault(undefined);
         await waitFor(
-          'the held partition',
+          'the held partitions',
           () => countRows(pool, `"${schema}".held`),
           (n) => n === records.length,
         );
@@ -268,7 +278,6 @@ describe('a partition whose batches cannot be decompressed', () => {
           30_000,
         );
         expect(p.stats.deadLettered).toBe(0);
-        expect(p0.length + p1.length).toBe(records.length);
         await expectAllTypesLanded(pool, `"${schema}".held`, records);
         await expectAllTypesLanded(pool, `"${schema}".other`, records);
       } finally {
