@@ -389,6 +389,8 @@ async function runDecode(job: DecodeJob, config: Config): Promise<void> {
   await kafka.start({
     onAssignment: (tps) => void send({ type: 'assigned', partitions: tps.length }),
     onFatal: (err) => fail(err),
+    // The benchmark's own data is never unreadable; if it were, the counts would be wrong.
+    onUnreadable: (_tp, err) => fail(err),
     onBatch: async (b) => {
       const msgs = b.messages;
       if (finished || msgs.length === 0) return;

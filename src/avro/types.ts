@@ -55,7 +55,19 @@ const bigintLong = Object.create(frozenLong) as typeof frozenLong;
 export type AvroType = avro.Type;
 export type AvroSchema = avro.Schema;
 
-export function typeForSchema(schema: AvroSchema): AvroType {
+/**
+ * Named types by full name, as avsc's registry holds them: parsing a schema into one adds the
+ * records, enums and fixed types it defines, and a later schema parsed with it can use them by
+ * name (Confluent schema references). Starts with pgsink's long only.
+ */
+export type NamedTypes = Record<string, AvroType>;
+
+export function namedTypes(): NamedTypes {
+  return { long: bigintLong };
+}
+
+/** `named`: types defined earlier (schema references); this schema's own are added to it. */
+export function typeForSchema(schema: AvroSchema, named: NamedTypes = namedTypes()): AvroType {
   // avsc builds `{"type": "long", ...}` without consulting the registry, so the BigInt long
   // is swapped in by a hook. A long with a logical type is seen twice: first as the logical
   // type (left to avsc), then as its underlying long (swapped).
@@ -72,14 +84,14 @@ export function typeForSchema(schema: AvroSchema): AvroType {
     return bigintLong;
   };
   return avro.Type.forSchema(schema, {
-    registry: { long: bigintLong },
+    registry: named,
     wrapUnions: 'auto',
     logicalTypes,
     typeHook,
   });
 }
 
-export function parseSchemaText(text: string, origin: string): AvroType {
+export function parseSchemaText(text: string, origin: string, named?: NamedTypes): AvroType {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -87,18 +99,37 @@ export function parseSchemaText(text: string, origin: string): AvroType {
     throw new ConfigError(`${origin} is not valid JSON: ${(err as Error).message}`, err);
   }
   try {
-    return typeForSchema(json as AvroSchema);
+    return typeForSchema(json as AvroSchema, named);
   } catch (err) {
     throw new ConfigError(`${origin} is not a valid Avro schema: ${(err as Error).message}`, err);
   }
 }
 
-export function loadSchemaFile(path: string): AvroType {
-  let text: string;
+/**
+ * Parses an .avsc file. `references`: .avsc files whose named types it uses (offline schema
+ * references), parsed first, in order, each able to use the ones before it.
+ */
+export function loadSchemaFile(path: string, references: readonly string[] = []): AvroType {
+  const named = namedTypes();
+  for (const ref of references) parseSchemaText(readSchemaText(ref), `${ref} (a schema reference)`, named);
   try {
-    text = readFileSync(path, 'utf8');
+    return parseSchemaText(readSchemaText(path), path, named);
+  } catch (err) {
+    // The usual cause: a type of another file that schemaReferences does not list (yet).
+    if (/undefined type name/.test((err as Error).message))
+      throw new ConfigError(
+        `${(err as Error).message}; list the .avsc files that define the types it uses in the route's schemaReferences` +
+          (references.length ? ` (now: ${references.join(', ')})` : ''),
+        err,
+      );
+    throw err;
+  }
+}
+
+function readSchemaText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
   } catch (err) {
     throw new ConfigError(`cannot read Avro schema ${path}: ${(err as Error).message}`, err);
   }
-  return parseSchemaText(text, path);
 }

@@ -247,6 +247,7 @@ export function parseConfig(raw: unknown, origin: string, baseDir: string): Conf
     for (const [id, file] of Object.entries(route.schemaIds)) {
       route.schemaIds[id] = isAbsolute(file) ? file : resolve(baseDir, file);
     }
+    route.schemaReferences = route.schemaReferences.map((f) => (isAbsolute(f) ? f : resolve(baseDir, f)));
   }
   return config;
 }

@@ -63,6 +63,12 @@ export const routeSchema = z.strictObject({
   onRetentionGap: z.enum(['continue', 'stop']).default('continue'),
   /** Offline mode: writer schema id → .avsc file, for ids the registry would otherwise resolve. */
   schemaIds: z.record(z.string().regex(/^\d+$/, 'schema ids are integers'), z.string()).default({}),
+  /**
+   * .avsc files that define named types the route's own schema files use (Confluent schema
+   * references, offline): parsed in this order — each may use the types of the ones before it —
+   * before `schema` and every `schemaIds` file. Relative to the config file.
+   */
+  schemaReferences: z.array(z.string().min(1)).default([]),
 });
 
 export const configSchema = z

@@ -12,6 +12,13 @@
 // it reads each record within its declared length as kafkajs does, and fails where kafkajs
 // fails, though not always with the same error message.
 //
+// Compressed batches are decompressed by pgsink's codecs (codecs.ts: all four of Kafka's, where
+// kafkajs has only gzip). A compressed batch that cannot be read (an unknown codec id, a payload
+// that does not decompress or whose records do not parse) does not throw: a throw here fails the
+// parsing of the whole fetch response, every partition in it, and in the end the consumer. It
+// becomes one marker message instead (unreadableOf), which the source adapter turns into an
+// error of that partition alone (source.ts, SourceHandlers.onUnreadable).
+//
 // The swap is done in the CommonJS module cache before kafkajs is first loaded, which is why
 // every import of kafkajs' runtime goes through src/kafka/kafkajs.ts. kafkajs is unmaintained
 // and pinned to 2.2.4 (package.json); the install refuses any other version, and
@@ -19,6 +26,7 @@
 // batches. PGSINK_KAFKAJS_DECODER=stock keeps kafkajs' decoder (for comparison).
 import { createRequire, Module } from 'node:module';
 import { dirname, join } from 'node:path';
+import { CODEC_MASK, CodecError, codecName, decompress } from './codecs.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -48,9 +56,6 @@ export interface KafkajsDecoder {
 }
 interface DecoderClass {
   new (buffer: Buffer): KafkajsDecoder;
-}
-interface Codec {
-  decompress(buffer: Buffer): Promise<Buffer>;
 }
 
 export interface DecodedRecord {
@@ -103,7 +108,28 @@ function kafkajsInternals(): {
   return { root, version, load: (path) => require(join(root, path)) };
 }
 
-/** Builds the decoder against kafkajs' own Decoder, Long, errors and compression codecs. */
+/**
+ * What a batch that cannot be read is replaced by (see unreadableOf): one message that stands
+ * for the whole batch, so that the failure stays with its partition instead of failing the
+ * fetch of every partition (a throw here would, and kafkajs would end by crashing the consumer).
+ */
+export interface UnreadableBatch {
+  /** The batch's first and last offsets (as kafkajs writes offsets: decimal strings). */
+  firstOffset: string;
+  lastOffset: string;
+  codec: string;
+  error: CodecError;
+}
+
+// Symbol.for: a decoder built by an earlier evaluation of this module must be recognised too.
+const UNREADABLE = Symbol.for('pgsink.unreadableBatch');
+
+/** The unreadable batch this message stands for, if it is such a marker. */
+export function unreadableOf(message: object): UnreadableBatch | undefined {
+  return (message as Record<symbol, UnreadableBatch | undefined>)[UNREADABLE];
+}
+
+/** Builds the decoder against kafkajs' own Decoder, Long and errors, and pgsink's codecs. */
 export function createRecordBatchDecoder(load: (path: string) => unknown): RecordBatchDecoder {
   const Decoder = load('src/protocol/decoder.js') as DecoderClass;
   const Long = load('src/utils/long.js') as LongStatic;
@@ -111,8 +137,44 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
     KafkaJSPartialMessageError: new (message: string) => Error;
     KafkaJSInvalidLongError: new (message: string) => Error;
   };
-  const { lookupCodecByAttributes } = load('src/protocol/message/compression/index.js') as {
-    lookupCodecByAttributes: (attributes: number) => Codec | null;
+
+  /**
+   * The marker for a compressed batch that cannot be read. Its offset is the batch's last, so
+   * that kafkajs' filter of offsets below the fetched one (a batch is served whole, from its
+   * start) keeps it; it is no control record, so it is never filtered as one. Only the source
+   * adapter (source.ts) sees it: it turns it into an error of that partition.
+   */
+  const unreadable = (
+    ctx: RecordContext,
+    magicByte: number,
+    codecId: number,
+    err: unknown,
+  ): DecodedRecord => {
+    const lastOffset = Long.fromValue(ctx.firstOffset).add(ctx.lastOffsetDelta).toString();
+    const codec = codecName(codecId);
+    const error =
+      err instanceof CodecError
+        ? err
+        : new CodecError(
+            'CORRUPT_BATCH',
+            codec,
+            `${codec}: the batch decompresses, but its records do not parse: ${(err as Error).message}`,
+            err,
+          );
+    const marker: DecodedRecord = {
+      magicByte,
+      attributes: 0,
+      timestamp: ctx.maxTimestamp,
+      offset: lastOffset,
+      key: null,
+      value: null,
+      headers: {},
+      isControlRecord: false,
+      batchContext: ctx,
+    };
+    const info: UnreadableBatch = { firstOffset: ctx.firstOffset, lastOffset, codec, error };
+    Object.defineProperty(marker, UNREADABLE, { value: info });
+    return marker;
   };
 
   /** int64 big-endian at buf[p..p+8) as a string, exact at any size. */
@@ -298,17 +360,23 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
       maxTimestamp,
       timestampType: (attributes & TIMESTAMP_TYPE_FLAG_MASK) > 0 ? LOG_APPEND_TIME : CREATE_TIME,
     };
-    const codec = lookupCodecByAttributes(attributes);
+    const codecId = attributes & CODEC_MASK;
     const context = { ...recordContext, magicByte };
     let records: DecodedRecord[];
     const count = buf.readInt32BE(45);
-    if (!codec) {
+    if (codecId === 0) {
       records = count === -1 ? [] : decodeRecords(buf, 49, buf.length, count, context, magicByte);
     } else if (count <= 0) {
       records = [];
     } else {
-      const plain = await codec.decompress(buf.subarray(49));
-      records = decodeRecords(plain, 0, plain.length, count, context, magicByte);
+      // Past this point a failure belongs to this batch alone: the fetch decoder has already
+      // moved past it, so the other batches and partitions of the response are read as usual.
+      try {
+        const plain = decompress(codecId, buf.subarray(49));
+        records = decodeRecords(plain, 0, plain.length, count, context, magicByte);
+      } catch (err) {
+        records = [unreadable(context, magicByte, codecId, err)];
+      }
     }
     return { ...recordContext, records };
   };

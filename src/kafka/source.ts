@@ -10,10 +10,15 @@
 // - Every rebalance is eager: all partitions are revoked, fetch positions fall back to the
 //   committed offsets, and GROUP_JOIN announces the new assignment before fetching resumes.
 // - pause() does not stop batches already fetched from reaching eachBatch.
+// - A fetch response is parsed whole before any of it is handed over: an error thrown while
+//   parsing one partition's records fails the fetch of all of them (that is why a record
+//   batch that cannot be read arrives as a marker message, see onUnreadable).
 import type { Admin, Consumer, EachBatchPayload, KafkaConfig, KafkaMessage, LogEntry } from 'kafkajs';
 import { ConfigError, PgsinkError } from '../util/errors.ts';
 import { isCertificateError } from '../util/tls.ts';
+import type { CodecError } from './codecs.ts';
 import { Kafka, logLevel as KafkaLogLevel } from './kafkajs.ts';
+import { unreadableOf } from './record-batch-decoder.ts';
 import type { Logger } from 'pino';
 
 export interface TopicPartition {
@@ -43,6 +48,12 @@ export interface SourceHandlers {
   onBatch(batch: FetchedBatch): Promise<void>;
   /** The client gave up (it will not restart by itself). */
   onFatal(err: Error): void;
+  /**
+   * The partition's next record batch cannot be read (an unknown codec, a payload that does
+   * not decompress). Nothing of it or after it is handed over and nothing is resolved, so it
+   * is fetched again; what the partition does meanwhile is the pipeline's (it holds it).
+   */
+  onUnreadable(tp: TopicPartition, err: UnreadableBatchError): void;
   /**
    * The client skipped offsets [first, next) by itself: a fetch of only control records or
    * aborted messages, resolved without being handed over. Optional: without it the pipeline
@@ -78,6 +89,36 @@ export interface KafkaSourceOptions {
   rebalanceTimeoutMs: number;
   maxBytesPerPartition: number;
   logger: Logger;
+}
+
+/** A record batch of one partition that pgsink cannot read; code and retriable as its cause's. */
+export class UnreadableBatchError extends PgsinkError {
+  readonly topic: string;
+  readonly partition: number;
+  /** The first offset of the batch that was asked for, and the batch's last. */
+  readonly firstOffset: number;
+  readonly lastOffset: number;
+  readonly codec: string;
+
+  constructor(tp: TopicPartition, firstOffset: number, lastOffset: number, cause: CodecError) {
+    super(
+      'kafka',
+      `cannot read the record batch at offsets ${firstOffset}..${lastOffset} of ${tp.topic}:${tp.partition} ` +
+        `(codec ${cause.codec}, ${cause.code}): ${cause.message}`,
+      { code: cause.code, retriable: cause.retriable, cause },
+    );
+    this.topic = tp.topic;
+    this.partition = tp.partition;
+    this.firstOffset = firstOffset;
+    this.lastOffset = lastOffset;
+    this.codec = cause.codec;
+  }
+}
+
+/** The index of the first marker of an unreadable batch among the messages, or -1. */
+function firstUnreadable(messages: readonly KafkaMessage[]): number {
+  for (let i = 0; i < messages.length; i++) if (unreadableOf(messages[i]!)) return i;
+  return -1;
 }
 
 function group(tps: readonly TopicPartition[]): Array<{ topic: string; partitions: number[] }> {
@@ -243,15 +284,37 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
         partitionsConsumedConcurrently: 1,
         eachBatch: async (p: EachBatchPayload) => {
           const { batch } = p;
+          const fetchedOffset = Number((batch as unknown as { fetchedOffset: string }).fetchedOffset);
+          const tp = { topic: batch.topic, partition: batch.partition };
+          // An unreadable record batch (record-batch-decoder.ts) stands in the messages as one
+          // marker. The records before it are handed over as a batch of their own; it and what
+          // follows are left unresolved, so the next fetch starts with it and reports it.
+          const bad = firstUnreadable(batch.messages);
+          if (bad === 0) {
+            if (p.isStale()) return;
+            const u = unreadableOf(batch.messages[0]!)!;
+            handlers.onUnreadable(
+              tp,
+              new UnreadableBatchError(
+                tp,
+                Math.max(Number(u.firstOffset), fetchedOffset),
+                Number(u.lastOffset),
+                u.error,
+              ),
+            );
+            return;
+          }
+          const messages = bad < 0 ? batch.messages : batch.messages.slice(0, bad);
           await handlers.onBatch({
-            topic: batch.topic,
-            partition: batch.partition,
-            messages: batch.messages,
+            ...tp,
+            messages,
             highWatermark: batch.highWatermark,
-            fetchedOffset: Number((batch as unknown as { fetchedOffset: string }).fetchedOffset),
+            fetchedOffset,
             // Resolving the last message resolves batch.lastOffset() (kafkajs' runner), which
-            // includes the control records and aborted messages it filtered after it.
-            nextOffset: Number(batch.lastOffset()) + 1,
+            // includes the control records and aborted messages it filtered after it. Before an
+            // unreadable batch, the batch handed over ends with its last message.
+            nextOffset:
+              bad < 0 ? Number(batch.lastOffset()) + 1 : Number(messages[messages.length - 1]!.offset) + 1,
             isStale: p.isStale,
             resolveOffset: p.resolveOffset,
           });

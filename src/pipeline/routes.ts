@@ -53,12 +53,15 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
     : undefined;
   const routes = new Map<string, RouteRuntime>();
   for (const [index, route] of config.routes.entries()) {
-    const reader = loadSchemaFile(route.schema);
+    // Parsed once, here, at start-up: a bad file or an undefined type name is a ConfigError.
+    const reader = loadSchemaFile(route.schema, route.schemaReferences);
     const hasIds = Object.keys(route.schemaIds).length > 0;
     // Offline: ids listed in schemaIds come from files; with neither a registry nor a map,
     // every writer id is taken to be the reader schema itself.
     const writers: WriterSchemas =
-      registry && !hasIds ? registry : new LocalSchemas(route.schemaIds, hasIds ? undefined : reader);
+      registry && !hasIds
+        ? registry
+        : new LocalSchemas(route.schemaIds, hasIds ? undefined : reader, route.schemaReferences);
     const plan = buildColumnPlan(reader, route);
     const reserved = plan.columns.filter((c) => c.startsWith('__pgsink_'));
     if (reserved.length)

@@ -415,6 +415,7 @@ export class SinkService {
         onAssignment: (tps) => this.onAssignment(tps),
         onBatch: (b) => this.onBatch(b),
         onFatal: (err) => this.onFatal(err),
+        onUnreadable: (tp, err) => this.onUnreadable(tp, err),
         onFiltered: (tp, first, next) => this.onFiltered(tp, first, next),
       }),
     );
@@ -561,6 +562,17 @@ export class SinkService {
     this.fatalError = err;
     this.state = 'failed';
     for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /**
+   * A record batch of this partition cannot be read (its codec or its payload): the partition
+   * is held and the batch fetched again after the backoff, so it is reported stuck (the error
+   * names topic, partition, offsets and codec) while the other partitions go on.
+   */
+  private onUnreadable(tp: TopicPartition, err: PgsinkError): void {
+    const st = this.states.get(`${tp.topic}:${tp.partition}`);
+    if (!st?.assigned || this.state !== 'running') return;
+    this.hold(st, err, 'codec');
   }
 
   // ---------------------------------------------------------------- assignment

@@ -5,11 +5,13 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CODEC_IDS, compress, setDecompressFault } from '../../src/kafka/codecs.ts';
 import {
   createRecordBatchDecoder,
   installRecordBatchDecoder,
   KAFKAJS_VERSION,
+  unreadableOf,
   type KafkajsDecoder,
   type RecordBatchDecoder,
 } from '../../src/kafka/record-batch-decoder.ts';
@@ -110,6 +112,10 @@ interface TestBatch {
   producerId?: bigint;
   records: TestRecord[];
   gzip?: boolean;
+  /** Another codec id (src/kafka/codecs.ts compresses; an unknown id leaves the bytes as they are). */
+  codec?: number;
+  /** Replaces the (compressed) records section, to make it unreadable. */
+  payload?: Buffer;
   /** Record count written in the header, when it should lie (-1, 0). */
   count?: number;
 }
@@ -120,7 +126,7 @@ function encodeBatch(b: TestBatch): Buffer {
     .int32(7) // partition leader epoch
     .int8(2) // magic
     .int32(0) // CRC (neither decoder checks it)
-    .int16(b.attributes | (b.gzip ? 1 : 0))
+    .int16(b.attributes | (b.gzip ? 1 : (b.codec ?? 0)))
     .int32(Math.max(0, b.records.length - 1))
     .int64(b.firstTimestamp)
     .int64(b.maxTimestamp)
@@ -128,7 +134,10 @@ function encodeBatch(b: TestBatch): Buffer {
     .int16(3)
     .int32(11)
     .int32(b.count ?? b.records.length)
-    .push(b.gzip ? gzipSync(records) : records).buffer;
+    .push(
+      b.payload ??
+        (b.gzip ? gzipSync(records) : b.codec && b.codec <= 4 ? compress(b.codec, records) : records),
+    ).buffer;
   return new Bytes().int64(b.firstOffset).int32(body.length).push(body).buffer;
 }
 
@@ -151,9 +160,18 @@ async function decodeWith(
  * records of a batch sharing one context object, the same position after — or both failing,
  * with kafkajs' own message for a partial batch (the consumer relies on that one).
  */
-async function expectSame(bytes: Buffer): Promise<unknown> {
+async function expectSame(bytes: Buffer, compressed = false): Promise<unknown> {
   const a = await decodeWith(stock, bytes);
   const b = await decodeWith(fast, bytes);
+  if ('error' in a && compressed && !a.error.startsWith('KafkaJSPartialMessageError')) {
+    // Where kafkajs throws on a compressed batch (failing the whole fetch), pgsink's decoder
+    // gives the batch one marker record that names the failure (see codecs.test.ts).
+    expect(b).not.toHaveProperty('error');
+    const [batch] = (b as { result: Array<{ records: object[] }> }).result;
+    expect(batch!.records).toHaveLength(1);
+    expect(unreadableOf(batch!.records[0]!)?.error.code).toBe('CORRUPT_BATCH');
+    return a;
+  }
   if ('error' in a) {
     expect(b).toHaveProperty('error');
     if (a.error.startsWith('KafkaJSPartialMessageError')) expect(b).toStrictEqual(a);
@@ -454,7 +472,10 @@ describe('record batch decoder (kafkajs 2.2.4 replacement)', () => {
         });
         const header = Buffer.from(head.subarray(12, 12 + 49));
         const batchBody = Buffer.concat([header, gzip ? gzipSync(records) : records]);
-        const out = await expectSame(new Bytes().int64(3n).int32(batchBody.length).push(batchBody).buffer);
+        const out = await expectSame(
+          new Bytes().int64(3n).int32(batchBody.length).push(batchBody).buffer,
+          gzip,
+        );
         if (out && typeof out === 'object' && 'error' in out) failures++;
       }
     }
@@ -509,6 +530,99 @@ describe('record batch decoder (kafkajs 2.2.4 replacement)', () => {
         }),
       );
     }
+  });
+
+  it('decodes snappy, lz4 and zstd batches to the records of the same batch uncompressed', async () => {
+    const many = Array.from({ length: 40 }, (_, i) =>
+      rec({ offsetDelta: i, timestampDelta: BigInt(i), value: Buffer.from(`value-${i}`.repeat(i)) }),
+    );
+    const batch = (codec: number) =>
+      encodeBatch({
+        firstOffset: 5n,
+        firstTimestamp: 10n,
+        maxTimestamp: 99n,
+        attributes: 0,
+        records: many,
+        codec,
+      });
+    const plain = await decodeWith(fast, batch(0));
+    expect(plain).not.toHaveProperty('error');
+    for (const name of ['gzip', 'snappy', 'lz4', 'zstd'] as const) {
+      const bytes = batch(CODEC_IDS[name]);
+      expect(bytes.length).toBeLessThan(batch(0).length);
+      const out = await decodeWith(fast, bytes);
+      expect(out).toStrictEqual({ result: (plain as { result: unknown }).result, offset: bytes.length });
+    }
+  });
+
+  describe('a compressed batch that cannot be read', () => {
+    afterEach(() => setDecompressFault(undefined));
+    const good = (firstOffset: bigint) =>
+      encodeBatch({
+        firstOffset,
+        firstTimestamp: 10n,
+        maxTimestamp: 99n,
+        attributes: 0,
+        records: [rec(), rec({ offsetDelta: 1 })],
+      });
+    const bad = (firstOffset: bigint, over: Partial<TestBatch>) =>
+      encodeBatch({
+        firstOffset,
+        firstTimestamp: 10n,
+        maxTimestamp: 99n,
+        attributes: 0,
+        records: [rec(), rec({ offsetDelta: 1 }), rec({ offsetDelta: 2 })],
+        ...over,
+      });
+    const markers = async (bytes: Buffer) => {
+      const out = await decodeWith(fast, bytes);
+      expect(out).not.toHaveProperty('error');
+      return (out as { result: Array<{ records: Array<{ offset: string }> }> }).result.map((b) =>
+        b.records.map((r) => {
+          const u = unreadableOf(r);
+          return u ? { offset: r.offset, ...u, error: u.error.code } : r.offset;
+        }),
+      );
+    };
+
+    it('becomes one marker naming the codec and the reason; the batches around it are read', async () => {
+      const fetch = Buffer.concat([
+        good(0n),
+        bad(2n, { codec: 5 }),
+        good(5n),
+        bad(7n, { codec: CODEC_IDS.zstd, payload: Buffer.from('not zstd at all') }),
+        bad(10n, {
+          codec: CODEC_IDS.snappy,
+          payload: Buffer.from([
+            0x82, 0x53, 0x4e, 0x41, 0x50, 0x50, 0x59, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 1,
+          ]),
+        }),
+        bad(13n, {
+          codec: CODEC_IDS.lz4,
+          payload: compress(CODEC_IDS.lz4, Buffer.from('three records, promised')),
+        }),
+        good(16n),
+      ]);
+      expect(await markers(fetch)).toEqual([
+        ['0', '1'],
+        [{ offset: '4', firstOffset: '2', lastOffset: '4', codec: 'codec 5', error: 'UNKNOWN_CODEC' }],
+        ['5', '6'],
+        [{ offset: '9', firstOffset: '7', lastOffset: '9', codec: 'zstd', error: 'DECOMPRESS_FAILED' }],
+        [{ offset: '12', firstOffset: '10', lastOffset: '12', codec: 'snappy', error: 'DECOMPRESS_FAILED' }],
+        [{ offset: '15', firstOffset: '13', lastOffset: '15', codec: 'lz4', error: 'CORRUPT_BATCH' }],
+        ['16', '17'],
+      ]);
+    });
+
+    it('can be made so by the codec registry’s test hook, with real compressed bytes', async () => {
+      const batch = bad(20n, { codec: CODEC_IDS.lz4 });
+      expect(await markers(batch)).toEqual([['20', '21', '22']]);
+      setDecompressFault((codec) => (codec === 'lz4' ? new Error('refused by the test') : undefined));
+      expect(await markers(batch)).toEqual([
+        [{ offset: '22', firstOffset: '20', lastOffset: '22', codec: 'lz4', error: 'DECOMPRESS_FAILED' }],
+      ]);
+      expect(await markers(bad(20n, { codec: CODEC_IDS.zstd }))).toEqual([['20', '21', '22']]);
+    });
   });
 
   it("is in kafkajs' place when kafkajs is loaded through src/kafka/kafkajs.ts, and says so when it was loaded first", () => {
