@@ -387,7 +387,11 @@ async function runDecode(job: DecodeJob, config: Config): Promise<void> {
     await pipelineForSource.pool.end();
   };
   await kafka.start({
-    onAssignment: (tps) => void send({ type: 'assigned', partitions: tps.length }),
+    onAssignment: (c) =>
+      void send({
+        type: 'assigned',
+        partitions: c.kind === 'full' ? c.partitions.length : c.assigned.length,
+      }),
     onFatal: (err) => fail(err),
     onBatch: async (b) => {
       const msgs = b.messages;
