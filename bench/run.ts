@@ -1153,18 +1153,16 @@ async function rebalancePhase(c: Ctx, spec: ClientSpec, rate: number): Promise<R
     for (let o = f.first; o <= f.last && o < ca.length; o++) if (!(ca[o]! <= f.at)) ca[o] = f.at;
   }
   for (const t of byPartition) t.sort((x, y) => x - y);
-  /** Longest gap between committed flushes of a partition that overlaps (from, to]. */
+  /**
+   * Longest gap between committed flushes of a partition that starts in [from − 1 s, to − 1 s):
+   * the last flush before an event opens the gap it causes (a gap is the event's whose window
+   * it starts in, so the kill's wait is not billed to the leave before it).
+   */
   const stall = (times: readonly number[], from: number, to: number): number => {
     let worst = 0;
-    let prev = from;
-    for (const t of times) {
-      if (t <= from) {
-        prev = t;
-        continue;
-      }
-      worst = Math.max(worst, t - prev);
-      prev = t;
-      if (t > to) break;
+    for (let k = 0; k + 1 < times.length; k++) {
+      const t = times[k]!;
+      if (t >= from - 1_000 && t < to - 1_000) worst = Math.max(worst, times[k + 1]! - t);
     }
     return worst;
   };
