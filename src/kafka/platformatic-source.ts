@@ -25,18 +25,9 @@
 // - A static member (groupInstanceId) must not send LeaveGroup when it stops, or the group
 //   rebalances twice on every rolling restart; platformatic always sends it from close(), so
 //   the member id is cleared first (its leave then has nothing to send).
-import {
-  ConnectionPool,
-  Consumer,
-  CONSUMER_PROTOCOL_HIGHEST_VERSION,
-  FetchIsolationLevels,
-  IS_CONTROL,
-  IS_TRANSACTIONAL,
-  ListOffsetTimestamps,
-  type MessagesStream,
-  type RecordsBatch,
-} from '@platformatic/kafka';
+import type { ConnectionPool, Consumer, MessagesStream, RecordsBatch } from '@platformatic/kafka';
 import type { IHeaders } from 'kafkajs';
+import { createRequire } from 'node:module';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { ConfigError, errorMessage, PgsinkError } from '../util/errors.ts';
 import type {
@@ -56,6 +47,24 @@ export interface PlatformaticSourceOptions extends KafkaSourceOptions {
 }
 
 type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>;
+type Platformatic = typeof import('@platformatic/kafka');
+
+/**
+ * Loaded on first use: importing it costs about a second of start-up (its validators), which
+ * every CLI command would pay with kafka.client: kafkajs. It is ESM without top-level await, so
+ * require() loads it synchronously.
+ */
+let lib: Platformatic | undefined;
+const platformatic = (): Platformatic =>
+  (lib ??= createRequire(import.meta.url)('@platformatic/kafka') as Platformatic);
+
+/** Record batch attributes (the Kafka protocol's): transactional, control. */
+const IS_TRANSACTIONAL = 1 << 4;
+const IS_CONTROL = 1 << 5;
+/** READ_COMMITTED; ListOffsetTimestamps. */
+const READ_COMMITTED = 1;
+const EARLIEST = -2n;
+const LATEST = -1n;
 
 /** The Kafka protocol's error codes this loop acts on. */
 const OFFSET_OUT_OF_RANGE = 1;
@@ -84,6 +93,7 @@ interface Fetched {
 const keyOf = (topic: string, partition: number): string => `${topic}:${partition}`;
 
 export function createPlatformaticSource(opts: PlatformaticSourceOptions): KafkaSource {
+  const { Consumer, ConnectionPool, CONSUMER_PROTOCOL_HIGHEST_VERSION } = platformatic();
   const brokers = opts.connection.brokers as string[];
   const conn = connectionOptions(opts);
   let consumer: Consumer | undefined;
@@ -109,7 +119,7 @@ export function createPlatformaticSource(opts: PlatformaticSourceOptions): Kafka
       maxBytes: opts.maxBytesPerPartition * 8,
       maxWaitTime: FETCH_WAIT_MS,
       minBytes: 1,
-      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+      isolationLevel: READ_COMMITTED,
       retries: 10,
       retryDelay: 300,
       ...(opts.groupInstanceId ? { groupInstanceId: opts.groupInstanceId } : {}),
@@ -252,8 +262,8 @@ export function createPlatformaticSource(opts: PlatformaticSourceOptions): Kafka
     const c = consumer;
     if (!c) throw new Error('the Kafka source is not started');
     const [low, high] = await Promise.all([
-      c.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.EARLIEST }),
-      c.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST }),
+      c.listOffsets({ topics: [topic], timestamp: EARLIEST }),
+      c.listOffsets({ topics: [topic], timestamp: LATEST }),
     ]);
     const lows = low.get(topic) ?? [];
     const highs = high.get(topic) ?? [];
@@ -306,7 +316,7 @@ export function createPlatformaticSource(opts: PlatformaticSourceOptions): Kafka
             maxWaitTime: FETCH_WAIT_MS,
             minBytes: 1,
             maxBytes: opts.maxBytesPerPartition * 8,
-            isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+            isolationLevel: READ_COMMITTED,
             connectionPool: p,
           });
         } catch (err) {
