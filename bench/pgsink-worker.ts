@@ -66,6 +66,16 @@ process.on('message', (msg: ToWorker) => {
       .finally(() => process.exit(0));
   }
 });
+// SIGTERM (the rebalance phase's "a member leaves"): what `pgsink run` does with it, a clean
+// stop (drain, commit, leave the group), then 'stopped'.
+process.on('SIGTERM', () => {
+  if (stopping) return;
+  stopping = true;
+  onStop()
+    .catch(() => undefined)
+    .then(() => send({ type: 'stopped' }))
+    .finally(() => process.exit(0));
+});
 // The parent went away: nothing is listening any more.
 process.on('disconnect', () => process.exit(1));
 
@@ -168,6 +178,7 @@ async function runPgsink(job: PgsinkJob, config: Config): Promise<void> {
           partition: r.partition,
           first: r.firstOffset,
           last: r.lastOffset,
+          rows: r.outcome.rowsWritten,
           at: wallNow(),
         });
       }
@@ -193,7 +204,21 @@ async function runPgsink(job: PgsinkJob, config: Config): Promise<void> {
         ...handlers,
         onBatch: (b) => {
           if (b.messages.length > 0) clock.first();
-          return handlers.onBatch(b);
+          if (!job.reportBatches || b.messages.length === 0) return handlers.onBatch(b);
+          const first = Number(b.messages[0]!.offset);
+          return handlers.onBatch({
+            ...b,
+            resolveOffset: (offset) => {
+              b.resolveOffset(offset);
+              void send({
+                type: 'batch',
+                partition: b.partition,
+                first,
+                last: Number(offset),
+                at: wallNow(),
+              });
+            },
+          });
         },
       }),
   });
@@ -387,7 +412,11 @@ async function runDecode(job: DecodeJob, config: Config): Promise<void> {
     await pipelineForSource.pool.end();
   };
   await kafka.start({
-    onAssignment: (tps) => void send({ type: 'assigned', partitions: tps.length }),
+    onAssignment: (c) =>
+      void send({
+        type: 'assigned',
+        partitions: c.kind === 'full' ? c.partitions.length : c.assigned.length,
+      }),
     onFatal: (err) => fail(err),
     // The benchmark's own data is never unreadable; if it were, the counts would be wrong.
     onUnreadable: (_tp, err) => fail(err),

@@ -18,6 +18,8 @@ export interface PgsinkJob {
   reportFlushes: boolean;
   /** Send a stats message this often (0: never). */
   statsEveryMs: number;
+  /** Send the offset range of every batch pgsink took from the client (the rebalance phase). */
+  reportBatches?: boolean;
 }
 
 /** Baseline A: eachMessage, one INSERT and one offset commit per message. */
@@ -90,7 +92,9 @@ export type ToWorker = { type: 'job'; job: Job } | { type: 'stop' };
 export type FromWorker =
   | { type: 'assigned'; partitions: number }
   | { type: 'first'; at: number }
-  | { type: 'flush'; partition: number; first: number; last: number; at: number }
+  | { type: 'flush'; partition: number; first: number; last: number; rows: number; at: number }
+  /** A batch the client handed over and pgsink took (resolved): offsets first..last. */
+  | { type: 'batch'; partition: number; first: number; last: number; at: number }
   | {
       type: 'stats';
       at: number;

@@ -26,6 +26,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Producer } from 'kafkajs';
+import { Admin as PlatformaticAdmin } from '@platformatic/kafka';
 import { Kafka, logLevel, Partitioners } from '../src/kafka/kafkajs.ts';
 import pg from 'pg';
 import type { ConfigInput } from '../src/config/schema.ts';
@@ -367,11 +368,40 @@ function phaseTimeoutMs(events: number): number {
   return 120_000 + (events / 2_000) * 1000;
 }
 
-function pgsinkConfig(c: Ctx, topic: string, table: string, groupId: string): ConfigInput {
+/** The Kafka client under pgsink's source (kafka.client) and its group protocol. */
+interface ClientSpec {
+  client: 'kafkajs' | 'platformatic';
+  groupProtocol: 'classic' | 'consumer';
+}
+const KAFKAJS: ClientSpec = { client: 'kafkajs', groupProtocol: 'classic' };
+const PLATFORMATIC: ClientSpec = { client: 'platformatic', groupProtocol: 'classic' };
+const PLATFORMATIC_848: ClientSpec = { client: 'platformatic', groupProtocol: 'consumer' };
+const specName = (s: ClientSpec): string =>
+  s.client === 'kafkajs'
+    ? 'kafkajs (eager)'
+    : s.groupProtocol === 'consumer'
+      ? 'platformatic (KIP-848)'
+      : 'platformatic (cooperative)';
+const specKey = (s: ClientSpec): string =>
+  s.client === 'kafkajs'
+    ? 'kafkajs'
+    : s.groupProtocol === 'consumer'
+      ? 'platformatic-kip848'
+      : 'platformatic';
+
+function pgsinkConfig(
+  c: Ctx,
+  topic: string,
+  table: string,
+  groupId: string,
+  spec: ClientSpec = KAFKAJS,
+): ConfigInput {
   return {
     kafka: {
       brokers: c.brokers,
       groupId,
+      client: spec.client,
+      groupProtocol: spec.groupProtocol,
       clientId: 'pgsink-bench',
       sessionTimeoutMs: 10_000,
       heartbeatIntervalMs: 1_000,
@@ -476,11 +506,16 @@ interface PgsinkRun {
   peakRssMiB: number;
 }
 
-async function pgsinkRun(c: Ctx, label: string, execArgv: string[] = NODE_FLAGS): Promise<PgsinkRun> {
-  const { table, quoted } = await createTable(c, `pgsink_${label}`);
+async function pgsinkRun(
+  c: Ctx,
+  label: string,
+  execArgv: string[] = NODE_FLAGS,
+  spec: ClientSpec = KAFKAJS,
+): Promise<PgsinkRun> {
+  const { table, quoted } = await createTable(c, `pgsink_${label.replaceAll('-', '_')}`);
   const job: Job = {
     mode: 'pgsink',
-    config: pgsinkConfig(c, c.topic, table, group(c, label)),
+    config: pgsinkConfig(c, c.topic, table, group(c, label), spec),
     expect: EVENTS,
     reportFlushes: false,
     statsEveryMs: 0,
@@ -525,11 +560,17 @@ async function batchRun(c: Ctx, label: string): Promise<RunResult> {
  * C (decode) or K (fetch only); `stockDecoder` runs K with kafkajs' own record batch decoder
  * instead of pgsink's (src/kafka/record-batch-decoder.ts), to show what that one costs.
  */
-async function decodeRun(c: Ctx, label: string, decode = true, stockDecoder = false): Promise<RunResult> {
+async function decodeRun(
+  c: Ctx,
+  label: string,
+  decode = true,
+  stockDecoder = false,
+  spec: ClientSpec = KAFKAJS,
+): Promise<RunResult> {
   const kind = decode ? 'c' : stockDecoder ? 'k0' : 'k';
   const job: Job = {
     mode: 'decode',
-    config: pgsinkConfig(c, c.topic, `${c.pgSchema}.unused`, group(c, `${kind}-${label}`)),
+    config: pgsinkConfig(c, c.topic, `${c.pgSchema}.unused`, group(c, `${kind}-${label}`), spec),
     expect: EVENTS,
     decode,
   };
@@ -540,7 +581,9 @@ async function decodeRun(c: Ctx, label: string, decode = true, stockDecoder = fa
     async (w) => (await w.waitFor('done', phaseTimeoutMs(EVENTS))).result,
   );
   const used = result.extra?.['kafkajsDecoder'];
-  if (used !== want) throw new Error(`the ${kind} run used the ${String(used)} record decoder, not ${want}`);
+  // The record decoder is kafkajs' business only; the platformatic source decodes its own.
+  if (spec.client === 'kafkajs' && used !== want)
+    throw new Error(`the ${kind} run used the ${String(used)} record decoder, not ${want}`);
   return result;
 }
 
@@ -965,6 +1008,237 @@ async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
   };
 }
 
+// ------------------------------------------------------------------ rebalance phase
+
+const REB_WARM_MS = QUICK ? 2_000 : 5_000;
+const REB_GAP_MS = QUICK ? 4_000 : 12_000;
+/** After the kill: the killed member's partitions wait for its session to time out. */
+const REB_TAIL_MS = QUICK ? 7_000 : 15_000;
+const REB_SESSION_MS = QUICK ? 6_000 : 10_000;
+
+interface RebalanceEvent {
+  event: 'join' | 'leave (SIGTERM)' | 'kill -9';
+  /** ms after the producer started. */
+  atMs: number;
+  /** Per partition: the longest time without a committed flush around the event. */
+  stallMsByPartition: number[];
+  stallMaxMs: number;
+  stallMedianMs: number;
+  /** produce → row committed for the events sent between this event and the next. */
+  samples: number;
+  p99Ms: number;
+  /** Records the client handed over (and pgsink took) a second time in that window. */
+  fetchedTwice: number;
+}
+
+interface RebalanceResult {
+  client: string;
+  key: string;
+  rate: number;
+  events: number;
+  sessionTimeoutMs: number;
+  /** Before the first event: the longest gap between committed flushes (the linger rhythm). */
+  steadyMaxGapMs: number;
+  steadyP99Ms: number;
+  fetchedTwiceTotal: number;
+  seconds: number;
+  timeline: RebalanceEvent[];
+}
+
+/**
+ * Two pgsink processes consume an open-loop stream; a third joins, then the first leaves
+ * (SIGTERM: drain, commit, leave the group), then the second is killed (-9: its partitions
+ * wait for its session to time out). Each member reports its committed flushes and the
+ * offsets of every batch it took; from them, per event: each partition's longest stretch
+ * without a committed flush, the p99 produce → commit latency of what was sent until the next
+ * event, and the records fetched a second time (dropped buffers read again).
+ */
+async function rebalancePhase(c: Ctx, spec: ClientSpec, rate: number): Promise<RebalanceResult> {
+  const label = `reb-${specKey(spec)}`;
+  const topic = `${c.topic}-${label}`;
+  await createTopic(c, topic);
+  const { table, quoted } = await createTable(c, label.replaceAll('-', '_'));
+  const config = pgsinkConfig(c, topic, table, group(c, label), spec);
+  config.kafka!.sessionTimeoutMs = REB_SESSION_MS;
+  config.kafka!.heartbeatIntervalMs = 1_000;
+  const total = Math.max(
+    PARTITIONS,
+    Math.round((rate * (REB_WARM_MS + 2 * REB_GAP_MS + REB_TAIL_MS)) / 1000),
+  );
+  const flushes: Array<{ partition: number; first: number; last: number; rows: number; at: number }> = [];
+  const batches: Array<{ partition: number; first: number; last: number; at: number }> = [];
+  const job: Job = {
+    mode: 'pgsink',
+    config,
+    expect: Number.MAX_SAFE_INTEGER,
+    reportFlushes: true,
+    reportBatches: true,
+    statsEveryMs: 0,
+  };
+  const workers: Worker[] = [];
+  const member = () => {
+    const w = new Worker(job, (m) => {
+      if (m.type === 'flush') flushes.push(m);
+      else if (m.type === 'batch') batches.push(m);
+    });
+    // A member that is killed or stops rejects nothing here: the phase waits for rows.
+    w.exited.catch(() => undefined);
+    workers.push(w);
+    return w;
+  };
+  const type = benchType();
+  const ring = [...benchMessages(type, 0, Math.min(total, 20_000), PARTITIONS)].map((m) => m.value);
+  const java = javaGenerator();
+  const marks: Array<{ event: RebalanceEvent['event']; at: number }> = [];
+  const timers: NodeJS.Timeout[] = [];
+  let sent: Sent | undefined;
+  const t0 = performance.now();
+  try {
+    const a = member();
+    const b = member();
+    await a.waitFor('assigned', 60_000);
+    await b.waitFor('assigned', 60_000);
+    // Both members in, the group settled (kafkajs' second member may rebalance it twice).
+    await sleep(QUICK ? 2_000 : 4_000);
+    const onStart = () => {
+      timers.push(
+        setTimeout(() => {
+          marks.push({ event: 'join', at: wallNow() });
+          member();
+        }, REB_WARM_MS),
+        setTimeout(() => {
+          marks.push({ event: 'leave (SIGTERM)', at: wallNow() });
+          a.child.kill('SIGTERM');
+        }, REB_WARM_MS + REB_GAP_MS),
+        setTimeout(
+          () => {
+            marks.push({ event: 'kill -9', at: wallNow() });
+            b.child.kill('SIGKILL');
+          },
+          REB_WARM_MS + 2 * REB_GAP_MS,
+        ),
+      );
+    };
+    sent =
+      'classPath' in java
+        ? await sendWithJava(c, java.classPath, topic, rate, total, ring, onStart)
+        : await sendWithKafkajs(c, topic, rate, total, ring, onStart);
+    // Every row lands (a KIP-848 member's session is the broker's: 45 s by default).
+    const until = Date.now() + 180_000;
+    for (;;) {
+      const { rows } = await c.db.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoted}`);
+      if (Number(rows[0]!.n) >= total) break;
+      if (Date.now() > until)
+        throw new Error(
+          `rebalance phase (${specName(spec)}): ${rows[0]!.n} of ${fmt(total)} rows after 180 s`,
+        );
+      await sleep(250);
+    }
+  } finally {
+    for (const t of timers) clearTimeout(t);
+    await Promise.all(workers.map((w) => w.stop().catch(() => w.kill())));
+  }
+  await countAndDrop(c, quoted, total, `rebalance phase (${specName(spec)})`);
+  const { start, indexAt } = sent!;
+  const gap = 1000 / rate;
+  const end = Math.max(...flushes.map((f) => f.at));
+  const bounds = [...marks.map((m) => m.at), end];
+  // Commit time of each offset: its first committed flush.
+  const commitAt = indexAt.map((idx) => new Float64Array(idx.length).fill(NaN));
+  const byPartition = Array.from({ length: PARTITIONS }, () => [] as number[]);
+  for (const f of flushes) {
+    if (f.rows === 0) continue;
+    byPartition[f.partition]!.push(f.at);
+    const ca = commitAt[f.partition]!;
+    for (let o = f.first; o <= f.last && o < ca.length; o++) if (!(ca[o]! <= f.at)) ca[o] = f.at;
+  }
+  for (const t of byPartition) t.sort((x, y) => x - y);
+  /**
+   * Longest gap between committed flushes of a partition that starts in [from − 1 s, to − 1 s):
+   * the last flush before an event opens the gap it causes (a gap is the event's whose window
+   * it starts in, so the kill's wait is not billed to the leave before it).
+   */
+  const stall = (times: readonly number[], from: number, to: number): number => {
+    let worst = 0;
+    for (let k = 0; k + 1 < times.length; k++) {
+      const t = times[k]!;
+      if (t >= from - 1_000 && t < to - 1_000) worst = Math.max(worst, times[k + 1]! - t);
+    }
+    return worst;
+  };
+  const latencies = (from: number, to: number): Float64Array => {
+    const out: number[] = [];
+    for (let p = 0; p < PARTITIONS; p++) {
+      const idx = indexAt[p]!;
+      const ca = commitAt[p]!;
+      for (let o = 0; o < idx.length; o++) {
+        const i = idx[o]!;
+        if (i < 0) continue;
+        const t = start + i * gap;
+        if (t > from && t <= to && !Number.isNaN(ca[o]!)) out.push(ca[o]! - t);
+      }
+    }
+    return Float64Array.from(out).sort();
+  };
+  // Offsets handed over a second time, attributed to the window the second delivery fell in.
+  const seen = indexAt.map((idx) => new Uint8Array(idx.length + 1));
+  const twice = new Array<number>(bounds.length).fill(0);
+  let steadyTwice = 0;
+  for (const b of [...batches].sort((x, y) => x.at - y.at)) {
+    const bits = seen[b.partition]!;
+    let n = 0;
+    for (let o = b.first; o <= b.last && o < bits.length; o++) {
+      if (bits[o]) n++;
+      else bits[o] = 1;
+    }
+    const w = bounds.findIndex((t, k) => b.at > (k === 0 ? -Infinity : bounds[k - 1]!) && b.at <= t);
+    if (b.at <= bounds[0]!) steadyTwice += n;
+    else if (w >= 1) twice[w - 1]! += n;
+    else twice[twice.length - 2]! += n;
+  }
+  const steadyFrom = start + REB_WARM_MS / 2;
+  const timeline: RebalanceEvent[] = marks.map((m, k) => {
+    const to = bounds[k + 1]!;
+    const stalls = byPartition.map((times) => stall(times, m.at, to));
+    const lat = latencies(m.at, to);
+    return {
+      event: m.event,
+      atMs: Math.round(m.at - start),
+      stallMsByPartition: stalls.map((x) => Math.round(x)),
+      stallMaxMs: Math.max(...stalls),
+      stallMedianMs: median(stalls),
+      samples: lat.length,
+      p99Ms: percentile(lat, 99),
+      fetchedTwice: twice[k]!,
+    };
+  });
+  return {
+    client: specName(spec),
+    key: specKey(spec),
+    rate,
+    events: total,
+    sessionTimeoutMs: spec.groupProtocol === 'consumer' ? 45_000 : REB_SESSION_MS,
+    steadyMaxGapMs: Math.max(...byPartition.map((times) => stall(times, steadyFrom, bounds[0]!))),
+    steadyP99Ms: percentile(latencies(steadyFrom, bounds[0]!), 99),
+    fetchedTwiceTotal: steadyTwice + twice.reduce((x, y) => x + y, 0),
+    seconds: (performance.now() - t0) / 1000,
+    timeline,
+  };
+}
+
+/** Whether the broker speaks the KIP-848 consumer protocol (ConsumerGroupHeartbeat, API 68). */
+async function supportsKip848(c: Ctx): Promise<boolean> {
+  const admin = new PlatformaticAdmin({ clientId: 'pgsink-bench-probe', bootstrapBrokers: c.brokers });
+  try {
+    const apis = await admin.listApis();
+    return apis.some((a) => a.apiKey === 68);
+  } catch {
+    return false;
+  } finally {
+    await admin.close().catch(() => undefined);
+  }
+}
+
 interface StallResult {
   events: number;
   lockHeldSeconds: number;
@@ -1262,6 +1536,17 @@ async function measure(
   const k0Runs: RunResult[] = [];
   const altRuns: RunResult[] = [];
   if (args['alt-client']) buildAltClient();
+  // The second client, behind the same source interface: pgsink, C and K again, with the
+  // classic protocol (cooperative-sticky) and, where the broker speaks it, KIP-848 (the
+  // protocol changes rebalancing, not fetching: the quick run measures the classic one only).
+  const kip848 = await supportsKip848(c);
+  const otherSpecs = QUICK || !kip848 ? [PLATFORMATIC] : [PLATFORMATIC, PLATFORMATIC_848];
+  const other = new Map(
+    otherSpecs.map((spec) => [
+      specKey(spec),
+      { spec, pgsink: [] as PgsinkRun[], c: [] as RunResult[], k: [] as RunResult[] },
+    ]),
+  );
   for (let r = 1; r <= REPS; r++) {
     note(`rep ${r}/${REPS}: pgsink`);
     pgsinkRuns.push(await pgsinkRun(c, String(r)));
@@ -1276,6 +1561,14 @@ async function measure(
     if (args['alt-client']) {
       note(`rep ${r}/${REPS}: K′ (@confluentinc/kafka-javascript alone)`);
       altRuns.push(await altFetchRun(c, String(r)));
+    }
+    for (const o of other.values()) {
+      const name = specName(o.spec);
+      const key = specKey(o.spec);
+      note(`rep ${r}/${REPS}: pgsink, C and K on ${name}`);
+      o.pgsink.push(await pgsinkRun(c, `${key}-${r}`, NODE_FLAGS, o.spec));
+      o.c.push(await decodeRun(c, `${key}-${r}`, true, false, o.spec));
+      o.k.push(await decodeRun(c, `${key}-${r}`, false, false, o.spec));
     }
   }
   note(`ceiling D (COPY of pre-encoded rows), ${REPS} run${REPS > 1 ? 's' : ''}`);
@@ -1303,6 +1596,15 @@ async function measure(
   const stall = await stallPhase(c);
   note(`half bad: ${fmt(HALF_BAD_EVENTS)} events, every other one refused by a CHECK constraint`);
   const halfBad = await halfBadPhase(c);
+  // A steady stream well below the maximum: three pgsink processes, the producer, Postgres and
+  // the broker share the cores.
+  const rebRate = QUICK ? 2_000 : Math.max(1_000, Math.min(25_000, Math.round(pgsinkEps / 6 / 100) * 100));
+  const rebSpecs = QUICK ? [PLATFORMATIC] : [KAFKAJS, PLATFORMATIC, ...(kip848 ? [PLATFORMATIC_848] : [])];
+  const rebalance: RebalanceResult[] = [];
+  for (const spec of rebSpecs) {
+    note(`rebalance: ${specName(spec)}, 2 members at ${fmt(rebRate)} events/s, then join, SIGTERM, kill -9`);
+    rebalance.push(await rebalancePhase(c, spec, rebRate));
+  }
   let profile: { file: string; summary: ProfileSummary } | undefined;
   if (args['cpu-prof']) {
     note('profile: one more pgsink run under --cpu-prof');
@@ -1380,6 +1682,15 @@ async function measure(
             `${ratio(altEps).toFixed(2)} (${(ratio(altEps) * 100).toFixed(0)}%)`,
           ],
         ] as Array<[string, number, string, string]>)),
+    ...[...other.values()].flatMap((o): Array<[string, number, string, string]> => {
+      const n = o.spec.groupProtocol === 'consumer' ? 'platformatic, KIP-848' : 'platformatic';
+      const pe = median(o.pgsink.map((x) => x.result.eventsPerSec));
+      return [
+        [`pgsink on ${n}`, pe, runsOf(o.pgsink.map((x) => x.result.eventsPerSec)), `${ratio(pe).toFixed(2)}`],
+        [`C  on ${n}`, eps(o.c), runsOf(o.c.map((x) => x.eventsPerSec)), `${ratio(eps(o.c)).toFixed(2)}`],
+        [`K  on ${n}`, eps(o.k), runsOf(o.k.map((x) => x.eventsPerSec)), `${ratio(eps(o.k)).toFixed(2)}`],
+      ];
+    }),
     [
       `D  COPY pre-encoded rows, ${fmt(MAX_ROWS)}/txn, ${CONCURRENCY} conc.`,
       dEps,
@@ -1419,6 +1730,44 @@ async function measure(
   out(
     `  half bad  (node ${STALL_NODE_FLAGS.join(' ') || 'with V8 defaults'}) ${fmt(halfBad.events)} events, every other one refused by a CHECK: ${fmt(halfBad.recordsPerSec)} records/s (${fmt(halfBad.rows)} rows + ${fmt(halfBad.deadLetters)} dead letters in ${halfBad.seconds.toFixed(1)} s), peak RSS ${halfBad.peakRssMiB.toFixed(0)} MiB`,
   );
+
+  // Per client: CPU per event (pgsink's own process, C's and K's workers) and peak RSS.
+  const clientSummary = (spec: ClientSpec, runs: PgsinkRun[], cR: RunResult[], kR: RunResult[]) => ({
+    client: specName(spec),
+    pgsinkEventsPerSec: round(median(runs.map((x) => x.result.eventsPerSec)), 1),
+    pgsinkCpuMicrosPerEvent: round((median(runs.map((x) => x.cpu.pgsink)) / EVENTS) * 1e6, 2),
+    peakRssMiB: round(Math.max(...runs.map((x) => x.peakRssMiB)), 1),
+    C: { eventsPerSec: round(eps(cR), 1), cpuMicrosPerEvent: round(perEvent(cR) * 1e6, 2) },
+    K: { eventsPerSec: round(eps(kR), 1), cpuMicrosPerEvent: round(perEvent(kR) * 1e6, 2) },
+  });
+  const clients = [
+    clientSummary(KAFKAJS, pgsinkRuns, cRuns, kRuns),
+    ...[...other.values()].map((o) => clientSummary(o.spec, o.pgsink, o.c, o.k)),
+  ];
+  out('');
+  out('  clients   pgsink events/s, its CPU µs/event, peak RSS; C and K events/s (CPU µs/event)');
+  for (const x of clients)
+    out(
+      `            ${pad(x.client, 28)}${pad(fmt(x.pgsinkEventsPerSec), 9, true)}  ${x.pgsinkCpuMicrosPerEvent.toFixed(2)} µs  ${x.peakRssMiB.toFixed(0)} MiB   C ${fmt(x.C.eventsPerSec)} (${x.C.cpuMicrosPerEvent.toFixed(2)})   K ${fmt(x.K.eventsPerSec)} (${x.K.cpuMicrosPerEvent.toFixed(2)})`,
+    );
+  if (!kip848)
+    out('            (KIP-848 not measured: the broker does not offer the consumer group protocol)');
+  out('');
+  out(
+    `  rebalance ${PARTITIONS} partitions, 2 members at ${fmt(rebRate)} events/s; a third joins, the first leaves (SIGTERM), the second is killed (-9)`,
+  );
+  out(
+    '            per event: stall = longest time a partition went without a committed flush (max / median over partitions), p99 produce → commit until the next event, records fetched twice',
+  );
+  for (const r of rebalance) {
+    out(
+      `            ${r.client}: steady max gap ${fmt(r.steadyMaxGapMs)} ms, p99 ${fmt(r.steadyP99Ms)} ms; session timeout ${fmt(r.sessionTimeoutMs)} ms; ${fmt(r.fetchedTwiceTotal)} fetched twice in all`,
+    );
+    for (const e of r.timeline)
+      out(
+        `              ${pad(e.event, 16)} at ${pad(`${(e.atMs / 1000).toFixed(1)} s`, 7, true)}  stall ${pad(fmt(e.stallMaxMs), 7, true)} / ${pad(fmt(e.stallMedianMs), 7, true)} ms   p99 ${pad(fmt(e.p99Ms), 7, true)} ms   fetched twice ${pad(fmt(e.fetchedTwice), 8, true)}`,
+      );
+  }
 
   const minCD = Math.min(cEps, dEps);
   const targets: Record<string, Target> = {
@@ -1582,6 +1931,20 @@ async function measure(
     targets: Object.fromEntries(
       Object.entries(targets).map(([k, t]) => [k, { target: t.what, value: t.value, met: t.met }]),
     ),
+    clients,
+    rebalance: rebalance.map((r) => ({
+      ...r,
+      steadyMaxGapMs: round(r.steadyMaxGapMs),
+      steadyP99Ms: round(r.steadyP99Ms, 1),
+      seconds: round(r.seconds, 1),
+      timeline: r.timeline.map((e) => ({
+        ...e,
+        stallMaxMs: round(e.stallMaxMs),
+        stallMedianMs: round(e.stallMedianMs),
+        p99Ms: round(e.p99Ms, 1),
+      })),
+    })),
+    kip848Measured: kip848 && !QUICK,
     ...(profile ? { profile: { file: profile.file, ...profile.summary } } : {}),
   };
   mkdirSync(dirname(OUT), { recursive: true });

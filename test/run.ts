@@ -8,6 +8,13 @@
 //                        sets KAFKA_VERSION for stack/kafka.sh
 //   KAFKA_BROKERS        an existing broker: the integration suite runs once, against it, and
 //                        the stack scripts' test (which starts brokers of its own) is not run
+//   KAFKA_TEST_CLIENTS   the second Kafka clients whose runs follow ("platformatic
+//                        platformatic/consumer"; "" for none): the files that exercise the
+//                        Kafka source (SOURCE_FILES) once more per client, on the first version
+//                        only (KIP-848, "/consumer": the membership and assignment files,
+//                        KIP848_FILES, only where that version is 4.x), with
+//                        PGSINK_TEST_KAFKA_CLIENT / PGSINK_TEST_KAFKA_GROUP_PROTOCOL set
+//                        (test/support/kafka-client.ts); kafkajs runs the whole suite on every version
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,11 +39,35 @@ for (const n of named) {
 const steps = new Set<Step>(named.length ? (named as Step[]) : STEPS);
 const versions = (process.env['KAFKA_TEST_VERSIONS'] ?? '4.4.0 3.9.2').split(/[\s,]+/).filter(Boolean);
 const external = process.env['KAFKA_BROKERS'];
+const clients = (process.env['KAFKA_TEST_CLIENTS'] ?? 'platformatic platformatic/consumer')
+  .split(/[\s,]+/)
+  .filter(Boolean);
+/** The integration files that exercise the Kafka source: the second clients run these. */
+const SOURCE_FILES = [
+  'exactly-once',
+  'chaos',
+  'replay',
+  'rebalance',
+  'pipeline-basic',
+  'pipeline-failures',
+  'cli-shutdown',
+  'lifecycle',
+  'source-of-truth',
+  'failover',
+  'retention-gap',
+  'transactions',
+  'kafka-sasl',
+].map((f) => `test/integration/${f}.test.ts`);
+/** KIP-848 changes membership and assignment only: the files about those. */
+const KIP848_FILES = ['exactly-once', 'rebalance', 'pipeline-basic', 'transactions'].map(
+  (f) => `test/integration/${f}.test.ts`,
+);
 
 interface Run {
   label: string;
   project: string;
   env: NodeJS.ProcessEnv;
+  files?: string[];
 }
 interface Result {
   label: string;
@@ -59,6 +90,34 @@ if (steps.has('integration')) {
   else
     for (const v of versions)
       runs.push({ label: `integration, Kafka ${v}`, project: 'integration', env: { KAFKA_VERSION: v } });
+  const first = versions[0];
+  for (const c of clients) {
+    const [client, protocol = 'classic'] = c.split('/');
+    if (client !== 'platformatic' || (protocol !== 'classic' && protocol !== 'consumer')) {
+      process.stderr.write(
+        `test/run.ts: KAFKA_TEST_CLIENTS: unknown ${JSON.stringify(c)}; use platformatic or platformatic/consumer\n`,
+      );
+      process.exit(2);
+    }
+    // KIP-848 needs a 4.x broker (3.x has it only behind group.coordinator.rebalance.protocols).
+    if (protocol === 'consumer' && !external && !first?.startsWith('4')) {
+      notRun.push(
+        `integration, ${c}: not run (KIP-848 needs Kafka 4.x; the first version is ${first ?? 'none'})`,
+      );
+      continue;
+    }
+    if (!external && !first) continue;
+    runs.push({
+      label: `integration, ${external ? 'KAFKA_BROKERS' : `Kafka ${first}`}, ${client}${protocol === 'consumer' ? ' (KIP-848)' : ''}`,
+      project: 'integration',
+      env: {
+        ...(external ? {} : { KAFKA_VERSION: first }),
+        PGSINK_TEST_KAFKA_CLIENT: client,
+        PGSINK_TEST_KAFKA_GROUP_PROTOCOL: protocol,
+      },
+      files: protocol === 'consumer' ? KIP848_FILES : SOURCE_FILES,
+    });
+  }
 }
 
 let child: ReturnType<typeof spawn> | undefined;
@@ -119,11 +178,15 @@ try {
     const file = join(dir, `${i}.json`);
     process.stdout.write(`\n=== ${r.label} ===\n`);
     const started = performance.now();
-    const code = await exec(process.execPath, [VITEST, 'run', '--project', r.project, ...vitestArgs], {
-      ...r.env,
-      PGSINK_TEST_RUN: r.label,
-      PGSINK_TEST_SUMMARY_FILE: file,
-    });
+    const code = await exec(
+      process.execPath,
+      [VITEST, 'run', '--project', r.project, ...(r.files ?? []), ...vitestArgs],
+      {
+        ...r.env,
+        PGSINK_TEST_RUN: r.label,
+        PGSINK_TEST_SUMMARY_FILE: file,
+      },
+    );
     const seconds = (performance.now() - started) / 1000;
     let counts: { passed: number; failed: number; skipped: number } | undefined;
     try {

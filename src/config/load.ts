@@ -12,6 +12,9 @@ type Kind = 'string' | 'int' | 'number' | 'bool' | 'list';
 /** Environment overrides: variable → config path. `<VAR>_FILE` reads the value from a file. */
 const ENV_OVERRIDES: ReadonlyArray<readonly [string, readonly string[], Kind]> = [
   ['PGSINK_KAFKA_BROKERS', ['kafka', 'brokers'], 'list'],
+  ['PGSINK_KAFKA_CLIENT', ['kafka', 'client'], 'string'],
+  ['PGSINK_KAFKA_GROUP_PROTOCOL', ['kafka', 'groupProtocol'], 'string'],
+  ['PGSINK_KAFKA_GROUP_INSTANCE_ID', ['kafka', 'groupInstanceId'], 'string'],
   ['PGSINK_KAFKA_CLIENT_ID', ['kafka', 'clientId'], 'string'],
   ['PGSINK_KAFKA_GROUP_ID', ['kafka', 'groupId'], 'string'],
   ['PGSINK_KAFKA_FROM_BEGINNING', ['kafka', 'fromBeginning'], 'bool'],

@@ -75,6 +75,28 @@ export const configSchema = z
   .strictObject({
     kafka: z.strictObject({
       brokers: z.array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port')).min(1),
+      /**
+       * The Kafka client under the source (src/kafka/): kafkajs 2.2.4 (eager rebalancing: every
+       * join stops every member and drops every buffer) or @platformatic/kafka (incremental:
+       * cooperative-sticky or KIP-848, only the partitions that move start over).
+       */
+      client: z.enum(['kafkajs', 'platformatic']).default('kafkajs'),
+      /**
+       * platformatic only: 'classic' (JoinGroup/SyncGroup with the cooperative-sticky assignor,
+       * any Kafka ≥ 2.4) or 'consumer' (KIP-848: the broker assigns; Kafka ≥ 4.0, or 3.7+ with
+       * group.coordinator.rebalance.protocols including consumer).
+       */
+      groupProtocol: z.enum(['classic', 'consumer']).default('classic'),
+      /**
+       * KIP-345 static membership (platformatic with the classic protocol): a member that stops
+       * does not leave, and the one that comes back under the same id within
+       * kafka.sessionTimeoutMs gets its partitions back without a rebalance. Unique per
+       * process and stable across its restarts: the pod name of a StatefulSet.
+       */
+      groupInstanceId: z
+        .string()
+        .regex(/^[a-zA-Z0-9._-]{1,249}$/, 'letters, digits, ".", "_" and "-" only (at most 249)')
+        .optional(),
       clientId: z.string().min(1).default('pgsink'),
       groupId: z.string().min(1),
       /** Where a group without a committed offset starts. */
@@ -258,6 +280,36 @@ export const configSchema = z
         code: 'custom',
         path: ['http', 'stuckAfterMs'],
         message: `must exceed batch.lingerMs (${c.batch.lingerMs}): a partition waits that long before it flushes`,
+      });
+    }
+    if (c.kafka.client !== 'platformatic' && c.kafka.groupProtocol !== 'classic') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kafka', 'groupProtocol'],
+        message: `the KIP-848 consumer protocol needs kafka.client: platformatic (kafkajs has only the classic protocol)`,
+      });
+    }
+    if (c.kafka.client === 'platformatic' && /\s/.test(c.kafka.groupId)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kafka', 'groupId'],
+        message:
+          '@platformatic/kafka refuses a group id with whitespace; use another id or kafka.client: kafkajs',
+      });
+    }
+    if (c.kafka.groupInstanceId !== undefined && c.kafka.client !== 'platformatic') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kafka', 'groupInstanceId'],
+        message:
+          'static membership needs kafka.client: platformatic (kafkajs 2.2.4 does not implement KIP-345)',
+      });
+    } else if (c.kafka.groupInstanceId !== undefined && c.kafka.groupProtocol !== 'classic') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kafka', 'groupInstanceId'],
+        message:
+          'static membership needs kafka.groupProtocol: classic: with the consumer protocol @platformatic/kafka 2.12.1 always leaves the group for good when it stops (member epoch -1, not the -2 of a temporary leave), so a restart would still move the partitions',
       });
     }
     if (c.kafka.heartbeatIntervalMs * 3 > c.kafka.sessionTimeoutMs) {

@@ -1,6 +1,6 @@
 // The narrow interface the pipeline needs from a Kafka consumer, and its kafkajs adapter.
-// Nothing outside this folder imports kafkajs' consumer, so a client with the same
-// semantics could replace it.
+// Nothing outside this folder imports a Kafka client's consumer: the second adapter, on
+// @platformatic/kafka, is src/kafka/platformatic-source.ts (kafka.client chooses).
 //
 // kafkajs facts this adapter is built around:
 // - resolveOffset() only moves the fetch position; with autoCommit off, nothing is committed
@@ -13,7 +13,7 @@
 // - A fetch response is parsed whole before any of it is handed over: an error thrown while
 //   parsing one partition's records fails the fetch of all of them (that is why a record
 //   batch that cannot be read arrives as a marker message, see onUnreadable).
-import type { Admin, Consumer, EachBatchPayload, KafkaConfig, KafkaMessage, LogEntry } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaConfig, LogEntry } from 'kafkajs';
 import { ConfigError, PgsinkError } from '../util/errors.ts';
 import { isCertificateError } from '../util/tls.ts';
 import type { CodecError } from './codecs.ts';
@@ -26,8 +26,31 @@ export interface TopicPartition {
   partition: number;
 }
 
+/** One record as the pipeline reads it (kafkajs' message shape, which both adapters give). */
+export interface SourceMessage {
+  key: Buffer | null;
+  value: Buffer | null;
+  /** The offset as a decimal string. */
+  offset: string;
+  /** Milliseconds since the epoch, as a decimal string. */
+  timestamp: string;
+  /** Header values byte for byte; a key that repeats holds an array. */
+  headers?: IHeaders;
+}
+
+/**
+ * What a group join changed for this member.
+ * - `full` (kafkajs, eager): the whole new assignment. The client revoked everything and reset
+ *   every fetch position to the committed offset, so every partition starts over, kept ones too.
+ * - `incremental` (cooperative rebalancing, KIP-848): only these partitions changed hands.
+ *   Every other partition keeps its fetch position, its buffer and its epoch.
+ */
+export type AssignmentChange =
+  | { kind: 'full'; partitions: TopicPartition[] }
+  | { kind: 'incremental'; assigned: TopicPartition[]; revoked: TopicPartition[] };
+
 export interface FetchedBatch extends TopicPartition {
-  messages: KafkaMessage[];
+  messages: SourceMessage[];
   highWatermark: string;
   /** The offset this batch was fetched from: the client's position when it asked. */
   fetchedOffset: number;
@@ -43,8 +66,12 @@ export interface FetchedBatch extends TopicPartition {
 }
 
 export interface SourceHandlers {
-  /** The full new assignment after each group join; everything not in it is revoked. */
-  onAssignment(assigned: TopicPartition[]): void;
+  /**
+   * After each change of this member's partitions (see AssignmentChange). A revoked partition's
+   * batches are not handed over after this returns; a newly assigned one's only once it is
+   * positioned (its first batch waits, the pipeline seeks it to its fence).
+   */
+  onAssignment(change: AssignmentChange): void;
   onBatch(batch: FetchedBatch): Promise<void>;
   /** The client gave up (it will not restart by itself). */
   onFatal(err: Error): void;
@@ -116,7 +143,7 @@ export class UnreadableBatchError extends PgsinkError {
 }
 
 /** The index of the first marker of an unreadable batch among the messages, or -1. */
-function firstUnreadable(messages: readonly KafkaMessage[]): number {
+function firstUnreadable(messages: readonly SourceMessage[]): number {
   for (let i = 0; i < messages.length; i++) if (unreadableOf(messages[i]!)) return i;
   return -1;
 }
@@ -243,11 +270,12 @@ export function createKafkaSource(opts: KafkaSourceOptions): KafkaSource {
       consumer = c;
       c.on(c.events.GROUP_JOIN, (e) => {
         const assignment = e.payload.memberAssignment as Record<string, number[]>;
-        handlers.onAssignment(
-          Object.entries(assignment).flatMap(([topic, parts]) =>
+        handlers.onAssignment({
+          kind: 'full',
+          partitions: Object.entries(assignment).flatMap(([topic, parts]) =>
             parts.map((partition) => ({ topic, partition })),
           ),
-        );
+        });
       });
       // kafkajs resolves a fetch whose records were all filtered (control records, aborted
       // transactions) itself and announces it only through this instrumentation event

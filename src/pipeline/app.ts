@@ -2,7 +2,8 @@
 import pg from 'pg';
 import type { Config } from '../config/schema.ts';
 import { kafkaConnection } from '../kafka/client-options.ts';
-import { createKafkaSource, type KafkaSource } from '../kafka/source.ts';
+import { createPlatformaticSource } from '../kafka/platformatic-source.ts';
+import { createKafkaSource, type KafkaSource, type KafkaSourceOptions } from '../kafka/source.ts';
 import { pgClientConfig } from '../sink/connection.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
@@ -21,7 +22,7 @@ export interface PipelineOptions {
   logger: Logger;
   clock?: Clock;
   observer?: SinkObserver;
-  /** Replaces the kafkajs source (tests that inject faults wrap the real one). */
+  /** Replaces the Kafka source (tests that inject faults wrap the real one). */
   wrapSource?: (source: KafkaSource) => KafkaSource;
 }
 
@@ -42,7 +43,7 @@ export function createPool(config: Config, logger: Logger): pg.Pool {
 export function createPipeline(config: Config, opts: PipelineOptions): Pipeline {
   const routes = buildRoutes(config);
   const pool = createPool(config, opts.logger);
-  let source: KafkaSource = createKafkaSource({
+  const sourceOptions: KafkaSourceOptions = {
     connection: kafkaConnection(config),
     clientId: config.kafka.clientId,
     groupId: config.kafka.groupId,
@@ -53,7 +54,16 @@ export function createPipeline(config: Config, opts: PipelineOptions): Pipeline 
     rebalanceTimeoutMs: config.kafka.rebalanceTimeoutMs,
     maxBytesPerPartition: config.kafka.maxBytesPerPartition,
     logger: opts.logger,
-  });
+  };
+  // kafka.client, validated once by the config schema.
+  let source: KafkaSource =
+    config.kafka.client === 'platformatic'
+      ? createPlatformaticSource({
+          ...sourceOptions,
+          groupProtocol: config.kafka.groupProtocol,
+          groupInstanceId: config.kafka.groupInstanceId,
+        })
+      : createKafkaSource(sourceOptions);
   if (opts.wrapSource) source = opts.wrapSource(source);
   const stats = new SinkStats();
   const service = new SinkService({

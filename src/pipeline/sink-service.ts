@@ -18,7 +18,7 @@ import type pg from 'pg';
 import { Backpressure } from '../batch/backpressure.ts';
 import { PartitionBuffer, type Batch, type FlushReason } from '../batch/partition-buffer.ts';
 import type { Config } from '../config/schema.ts';
-import type { FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
+import type { AssignmentChange, FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
 import { assertRecordValue, type RecordMeta } from '../sink/columns.ts';
 import { LineOverflow, type DirectLineEncoder } from '../sink/direct-line.ts';
 import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
@@ -577,14 +577,22 @@ export class SinkService {
 
   // ---------------------------------------------------------------- assignment
 
-  private onAssignment(assigned: TopicPartition[]): void {
+  private onAssignment(change: AssignmentChange): void {
     // A join that completes after stop() was asked for: nothing is started for it.
     if (this.stopRequested) return;
     this.joined = true;
-    const next = new Set(assigned.map((tp) => `${tp.topic}:${tp.partition}`));
-    // Eager rebalance: kafkajs has reset every fetch position to the committed offset, so
-    // whatever is buffered will be fetched again. Drop it all and start a new epoch.
+    const full = change.kind === 'full';
+    const assigned = full ? change.partitions : change.assigned;
+    const gained = new Set(assigned.map((tp) => `${tp.topic}:${tp.partition}`));
+    const lost = new Set(full ? [] : change.revoked.map((tp) => `${tp.topic}:${tp.partition}`));
+    const next = new Set(gained);
+    if (!full) for (const st of this.states.values()) if (st.assigned && !lost.has(st.key)) next.add(st.key);
+    // Eager rebalance (full): kafkajs has reset every fetch position to the committed offset,
+    // so whatever is buffered will be fetched again: every partition starts a new epoch.
+    // Incremental: only partitions that changed hands do; the others keep their buffers,
+    // positions and flushes in flight.
     for (const st of this.states.values()) {
+      if (!full && !gained.has(st.key) && !lost.has(st.key)) continue;
       st.epoch++;
       st.buffer.clear();
       st.positioned = undefined;
@@ -647,7 +655,28 @@ export class SinkService {
     }
     // Fences for the whole assignment in one query, Kafka's commits in one request; each
     // partition's first batch waits for its own position.
-    const mine = [...this.states.values()].filter((st) => st.assigned);
+    const mine = [...this.states.values()].filter((st) => st.assigned && gained.has(st.key));
+    if (mine.length) this.positionAll(mine);
+    // Partitions that the client still holds paused from before the rebalance resume unless
+    // they are still over a limit (applyBackpressure below). Incremental: kept partitions stay
+    // paused as they are; a revoked one is forgotten (the client drops its pause with it).
+    const resume = [...this.kafkaPaused].filter((k) => (full ? next.has(k) : gained.has(k)));
+    for (const k of [...this.kafkaPaused])
+      if (full || gained.has(k) || lost.has(k)) this.kafkaPaused.delete(k);
+    this.d.source.resume(resume.map((k) => this.states.get(k)!.tp));
+    this.computeShare();
+    this.d.observer.rebalanced(next.size);
+    if (full) this.d.logger.info({ partitions: [...next] }, 'partitions assigned');
+    else
+      this.d.logger.info(
+        { partitions: [...next], assigned: [...gained], revoked: [...lost] },
+        'partitions assigned (incremental)',
+      );
+    this.applyBackpressure();
+  }
+
+  /** Reads the fences, Kafka's commits and the watermarks of newly owned partitions once, then positions each. */
+  private positionAll(mine: PartitionState[]): void {
     const fences = this.loadFences();
     const committed = this.bounded(
       this.d.source.committedOffsets(mine.map((st) => st.tp)),
@@ -667,15 +696,6 @@ export class SinkService {
         this.position(st, epoch, f.get(st.key), c?.get(st.key), w?.get(st.tp.partition)),
       );
     }
-    // Partitions that kafkajs still holds paused from before the rebalance resume unless
-    // they are still over a limit.
-    const resume = [...this.kafkaPaused].filter((k) => next.has(k));
-    this.kafkaPaused.clear();
-    this.d.source.resume(resume.map((k) => this.states.get(k)!.tp));
-    this.computeShare();
-    this.d.observer.rebalanced(assigned.length);
-    this.d.logger.info({ partitions: [...next] }, 'partitions assigned');
-    this.applyBackpressure();
   }
 
   /**

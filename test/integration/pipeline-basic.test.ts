@@ -1,5 +1,6 @@
 // End to end against the real broker and server: every event lands exactly once with
 // exact contents, and flushes happen by size and by linger.
+import { testKafkaClient } from '../support/kafka-client.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prng, sampleOrder } from '../../src/cli/sample-data.ts';
 import { createPipeline } from '../../src/pipeline/app.ts';
@@ -139,7 +140,9 @@ describe('pipeline: flush triggers', () => {
 describe('pipeline: the fence is written with literals', () => {
   it('keeps a group id with a quote and a backslash exactly (BEGIN + fence lock, fence + COMMIT are one round trip each)', async () => {
     const base = await ordersFixture(kafka, pool, 2, 'quote');
-    const f = { ...base, groupId: `${base.groupId}-it's\\a "group"` };
+    // @platformatic/kafka refuses group ids with whitespace (the config says so at start-up).
+    const space = testKafkaClient === 'kafkajs' ? ' ' : '_';
+    const f = { ...base, groupId: `${base.groupId}-it's\\a${space}"group"` };
     await produceOrders(kafka, f.topic, 0, 200);
     const { service } = createPipeline(testConfig(f), { logger });
     await service.start();

@@ -1,6 +1,7 @@
 // Runs the real CLI (node src/cli/main.ts) as a child process.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { clientEnv } from './kafka-client.ts';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -14,7 +15,8 @@ export interface Running {
 export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
   const child = spawn(process.execPath, ['src/cli/main.ts', ...args], {
     cwd: repoRoot,
-    env: { ...process.env, ...env },
+    // The Kafka client under test (test/support/kafka-client.ts) unless the test sets its own.
+    env: { ...process.env, ...clientEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

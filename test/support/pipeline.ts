@@ -9,6 +9,7 @@ import { frame } from '../../src/avro/wire.ts';
 import { ORDERS_SCHEMA_PATH, orderValues, ordersType, prng, sampleOrder } from '../../src/cli/sample-data.ts';
 import { buildColumnPlan } from '../../src/sink/columns.ts';
 import { createTableSql } from '../../src/sink/ddl.ts';
+import { clientConfig } from './kafka-client.ts';
 import { connectedProducer, createTopic, databaseUrl, kafkaBrokers, uniqueName } from './services.ts';
 
 export interface Fixture {
@@ -55,6 +56,7 @@ export function testConfig(f: Fixture, overrides: TestOverrides = {}): Config {
       kafka: {
         brokers: kafkaBrokers(),
         groupId: f.groupId,
+        ...clientConfig(),
         sessionTimeoutMs: 10_000,
         heartbeatIntervalMs: 1_000,
         ...kafka,

@@ -287,6 +287,37 @@ describe('parseConfig: cross-field rules', () => {
     expect(parse(raw).kafka.heartbeatIntervalMs).toBe(3_000);
   });
 
+  it('kafka.client: the KIP-848 protocol and static membership only where the client has them', () => {
+    expect(parse(minimal()).kafka).toMatchObject({ client: 'kafkajs', groupProtocol: 'classic' });
+    expect(rule((r) => (r.kafka['groupProtocol'] = 'consumer'))).toContain(
+      'kafka.groupProtocol: the KIP-848 consumer protocol needs kafka.client: platformatic',
+    );
+    expect(rule((r) => (r.kafka['groupInstanceId'] = 'pgsink-0'))).toContain(
+      'kafka.groupInstanceId: static membership needs kafka.client: platformatic',
+    );
+    expect(
+      rule((r) => {
+        r.kafka['client'] = 'platformatic';
+        r.kafka['groupProtocol'] = 'consumer';
+        r.kafka['groupInstanceId'] = 'pgsink-0';
+      }),
+    ).toContain('kafka.groupInstanceId: static membership needs kafka.groupProtocol: classic');
+    expect(
+      rule((r) => {
+        r.kafka['client'] = 'platformatic';
+        r.kafka['groupId'] = 'a group';
+      }),
+    ).toContain('kafka.groupId: @platformatic/kafka refuses a group id with whitespace');
+    const raw = minimal();
+    raw.kafka['client'] = 'platformatic';
+    raw.kafka['groupInstanceId'] = 'pgsink-0';
+    expect(parse(raw).kafka).toMatchObject({
+      client: 'platformatic',
+      groupProtocol: 'classic',
+      groupInstanceId: 'pgsink-0',
+    });
+  });
+
   it('reports every broken rule at once', () => {
     const msg = rule((r) => {
       r.routes.push({ topic: 'orders', table: 't', schema: 's', mode: 'upsert' });
