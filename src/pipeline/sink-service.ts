@@ -14,6 +14,7 @@ import type pg from 'pg';
 import { Backpressure } from '../batch/backpressure.ts';
 import { PartitionBuffer, type Batch, type FlushReason } from '../batch/partition-buffer.ts';
 import type { Config } from '../config/schema.ts';
+import { rawHeadersOf } from '../kafka/record-headers.ts';
 import type { FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
 import { assertRecordValue, type RecordMeta } from '../sink/columns.ts';
 import { LineOverflow, type DirectLineEncoder } from '../sink/direct-line.ts';
@@ -27,7 +28,7 @@ import { backoffDelay } from '../util/backoff.ts';
 import type { Clock } from '../util/clock.ts';
 import { errorMessage, PgsinkError, RecordError } from '../util/errors.ts';
 import { MAX_TRACE_LINKS, type FailedFlush, type SinkObserver } from './observer.ts';
-import type { RouteRuntime } from './routes.ts';
+import { adaptToTable, type RouteRuntime } from './routes.ts';
 
 /** Per-record overhead on top of its bytes: the entry object, offsets, strings' headers. */
 const ENTRY_OVERHEAD = 96;
@@ -127,7 +128,10 @@ export class SinkService {
       await ensureSinkTables(client, this.tables);
       for (const route of this.d.routes.values()) {
         await this.prepareTable(client, route);
-        await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic);
+        adaptToTable(
+          route,
+          await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic),
+        );
         if (route.upsert)
           await assertUniqueKey(
             client,
@@ -463,6 +467,7 @@ export class SinkService {
         valueStart,
         valueEnd,
         headers,
+        rawHeaders: headers && rawHeadersOf(m),
       };
       if (failure) entry.failure = failure;
       out.push(entry);
