@@ -20,10 +20,10 @@ for ((i = 1; i <= runs; i++)); do
   rb=$(node bench/direct-line-micro.ts --records "$records" --meta "$meta")
   echo "A $ra"
   echo "B $rb"
-  a+=("$(sed -E 's/.*"nsPerEventMedian":([0-9.]+).*/\1/' <<<"$ra")")
-  b+=("$(sed -E 's/.*"nsPerEventMedian":([0-9.]+).*/\1/' <<<"$rb")")
+  a+=("$(sed -E 's/.*"cpuNsPerEventMedian":([0-9.]+).*/\1/' <<<"$ra")")
+  b+=("$(sed -E 's/.*"cpuNsPerEventMedian":([0-9.]+).*/\1/' <<<"$rb")")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 ma=$(median "${a[@]}")
 mb=$(median "${b[@]}")
-echo "median ns/event: A ($rev) $ma, B (this checkout) $mb, B/A $(awk -v a="$ma" -v b="$mb" 'BEGIN{printf "%.3f", b/a}')"
+echo "median CPU ns/event: A ($rev) $ma, B (this checkout) $mb, B/A $(awk -v a="$ma" -v b="$mb" 'BEGIN{printf "%.3f", b/a}')"
