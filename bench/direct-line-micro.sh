@@ -1,29 +1,28 @@
 #!/usr/bin/env bash
-# Interleaved runs of bench/direct-line-micro.ts for two src/ trees: A (an older revision,
-# exported to .stack/micro-<rev>) and B (this checkout). Prints one JSON line per run and the
-# medians. The machine is shared: only interleaved runs on the same events are comparable.
-#   bench/direct-line-micro.sh <rev> [runs=7] [records=500000] [meta=bench|all]
+# The direct line micro-benchmark, this checkout against an older revision: each run loads both
+# encoders into one process and alternates their passes (bench/direct-line-micro.ts --baseline),
+# so that both meet the same load from the machine's neighbours. Prints one JSON line per run,
+# then the medians over runs of each run's median per-pair ratio and CPU times.
+#   bench/direct-line-micro.sh <rev> [runs=7] [records=500000] [meta=bench|all] [passes=7]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rev=${1:?usage: bench/direct-line-micro.sh <rev> [runs] [records] [meta]}
+rev=${1:?usage: bench/direct-line-micro.sh <rev> [runs] [records] [meta] [passes]}
 runs=${2:-7}
 records=${3:-500000}
 meta=${4:-bench}
+passes=${5:-7}
 dir=.stack/micro-$(git rev-parse --short "$rev")
 if [ ! -d "$dir/src" ]; then
   mkdir -p "$dir"
   git archive "$rev" src | tar -x -C "$dir"
 fi
-a=() b=()
+ratios=() base=() mine=()
 for ((i = 1; i <= runs; i++)); do
-  ra=$(node bench/direct-line-micro.ts --src "$dir/src" --records "$records" --meta "$meta")
-  rb=$(node bench/direct-line-micro.ts --records "$records" --meta "$meta")
-  echo "A $ra"
-  echo "B $rb"
-  a+=("$(sed -E 's/.*"cpuNsPerEventMedian":([0-9.]+).*/\1/' <<<"$ra")")
-  b+=("$(sed -E 's/.*"cpuNsPerEventMedian":([0-9.]+).*/\1/' <<<"$rb")")
+  r=$(node bench/direct-line-micro.ts --baseline "$dir/src" --records "$records" --meta "$meta" --passes "$passes")
+  echo "$r"
+  ratios+=("$(sed -E 's/.*"ratioMedian":([0-9.]+).*/\1/' <<<"$r")")
+  base+=("$(sed -E 's/.*"baselineCpuNsPerEventMedian":([0-9.]+).*/\1/' <<<"$r")")
+  mine+=("$(sed -E 's/.*"cpuNsPerEventMedian":([0-9.]+).*/\1/' <<<"$r")")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-ma=$(median "${a[@]}")
-mb=$(median "${b[@]}")
-echo "median CPU ns/event: A ($rev) $ma, B (this checkout) $mb, B/A $(awk -v a="$ma" -v b="$mb" 'BEGIN{printf "%.3f", b/a}')"
+echo "meta=$meta: median over $runs runs of the per-pair ratio this checkout / $rev: $(median "${ratios[@]}") (ratios: ${ratios[*]}); median CPU ns/event $rev $(median "${base[@]}"), this checkout $(median "${mine[@]}")"
