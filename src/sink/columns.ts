@@ -96,11 +96,6 @@ export function keyText(key: Buffer): string {
   return text;
 }
 
-/** keyText's check without its string: the direct line encoder copies the key's bytes. */
-export function assertKeyText(key: Buffer): void {
-  if (!isUtf8(key) || key.includes(0)) keyText(key);
-}
-
 function primitiveEncoder(type: avro.Type): {
   encode: FieldEncoder;
   pgType: string;

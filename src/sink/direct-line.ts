@@ -42,7 +42,7 @@ import {
 } from '../avro/strict.ts';
 import { HEADER_SIZE, schemaIdOf } from '../avro/wire.ts';
 import { RecordError } from '../util/errors.ts';
-import { assertKeyText, atField, type Column, type RecordMeta } from './columns.ts';
+import { atField, keyText, type Column, type RecordMeta } from './columns.ts';
 import {
   DAY,
   floatField,
@@ -79,6 +79,8 @@ const LF = 0x0a;
 // written, -1 while an excluded field is read.
 let writing = -1;
 let nulField = -1;
+/** `writing` while the Kafka key is copied (after the body: no field's NUL is pending then). */
+const KEY = 2 ** 30;
 
 function sawNul(): void {
   if (nulField < 0) nulField = writing;
@@ -700,12 +702,21 @@ export function buildDirectLineEncoder(
           });
         } else {
           metas.push((c, m) => {
-            if (m.key === null) {
+            const key = m.key;
+            if (key === null) {
               writeNull(c);
               return;
             }
-            assertKeyText(m.key); // the object path's error for a key a text column cannot hold
-            copyText(c, m.key, 0, m.key.length, '');
+            // copyText checks the bytes as it copies them (no second pass over the key); a key a
+            // text column cannot hold gets the object path's error (keyText throws it).
+            writing = KEY;
+            try {
+              copyText(c, key, 0, key.length, '');
+            } catch (err) {
+              if (err instanceof BodyFault) keyText(key);
+              throw err;
+            }
+            if (nulField === KEY) keyText(key);
           });
         }
         break;
