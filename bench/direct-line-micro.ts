@@ -3,7 +3,11 @@
 // reports the CPU time per event. No Kafka, no Postgres, one process, one core.
 //
 //   node bench/direct-line-micro.ts [--src <dir>] [--baseline <dir>] [--records 500000]
-//                                   [--passes 5] [--meta bench|all]
+//                                   [--passes 5] [--meta bench|all] [--path direct|object]
+//
+// --path object measures the general path instead (RouteDecoder.decode, i.e. the strict
+// validator and avsc, then the column plan's encode and the line's UTF-8), which pgsink takes
+// for bodies of an evolved writer.
 //
 // --src points at a src/ tree (default: this checkout's). With --baseline <dir> (another src/
 // tree, e.g. `git archive <rev> src | tar -x -C .stack/before`), both encoders are loaded into
@@ -23,6 +27,7 @@ const { values } = parseArgs({
     records: { type: 'string', default: '500000' },
     passes: { type: 'string', default: '5' },
     meta: { type: 'string', default: 'bench' },
+    path: { type: 'string', default: 'direct' },
   },
 });
 const records = Number(values.records);
@@ -51,17 +56,37 @@ if (values.meta === 'all') {
   };
 }
 
-/** The direct line encoder of the src/ tree at `dir`, for the benchmark's route. */
+/** The direct line encoder (or the general path) of the src/ tree at `dir`, for the benchmark's route. */
 async function encoderOf(dir: string): Promise<Encoder> {
   const load = async <T>(rel: string): Promise<T> =>
     (await import(pathToFileURL(`${resolve(dir)}/${rel}`).href)) as T;
   const { loadSchemaFile } = await load<{ loadSchemaFile(path: string): unknown }>('avro/types.ts');
-  const { routeColumns } = await load<{ routeColumns(t: unknown, r: unknown): unknown[] }>('sink/columns.ts');
+  const { routeColumns, buildColumnPlan } = await load<{
+    routeColumns(t: unknown, r: unknown): unknown[];
+    buildColumnPlan(t: unknown, r: unknown): { encode(record: unknown, meta: Meta): string };
+  }>('sink/columns.ts');
   const { buildDirectLineEncoder } = await load<{
     buildDirectLineEncoder(t: unknown, c: unknown[], o: { upsert: boolean }): Encoder;
   }>('sink/direct-line.ts');
   const reader = loadSchemaFile(BENCH_SCHEMA_PATH);
-  return buildDirectLineEncoder(reader, routeColumns(reader, route), { upsert: false });
+  if (values.path === 'direct')
+    return buildDirectLineEncoder(reader, routeColumns(reader, route), { upsert: false });
+  const { RouteDecoder } = await load<{
+    RouteDecoder: new (
+      t: unknown,
+      w: unknown,
+    ) => { prepare(v: Buffer[]): Promise<void>; decode(v: Buffer): unknown };
+  }>('avro/decoder.ts');
+  const { LocalSchemas } = await load<{ LocalSchemas: new (f: object, t: unknown) => unknown }>(
+    'avro/registry.ts',
+  );
+  const decoder = new RouteDecoder(reader, new LocalSchemas({}, reader));
+  await decoder.prepare([Buffer.from([0, 0, 0, 0, 1])]);
+  const plan = buildColumnPlan(reader, route);
+  return {
+    maxBytes: (value) => 4 * value.length + 1024,
+    encode: (value, out, at, m) => at + out.write(plan.encode(decoder.decode(value), m), at, 'utf8'),
+  };
 }
 
 const subject = await encoderOf(values.src);
@@ -131,6 +156,7 @@ process.stdout.write(
     src: resolve(values.src),
     ...(values.baseline ? { baseline: resolve(values.baseline) } : {}),
     meta: values.meta,
+    path: values.path,
     records,
     bytes,
     cpuNsPerEventMedian: round(median(subjectNs)),
