@@ -11,7 +11,8 @@
 // - one rule for unions: a union of null and one other type decodes to that type's value or
 //   null; every other union (three branches or more, two non-null branches, a single branch)
 //   decodes wrapped, { "<branch name>": value } as in Avro's JSON encoding, so that the branch a
-//   producer chose is never guessed from the value (an int and a long are both numbers in JS).
+//   producer chose is never guessed from the value (an int and a long are both numbers in JS);
+//   an evolved writer's value goes to the reader's branch of its own type when there is one.
 //
 // Logical types are left to the column encoders (src/sink/columns.ts), which map them to
 // Postgres exactly.
@@ -155,6 +156,44 @@ internal(ExactMapType.prototype)._read = function (this: { valuesType: Internal 
   }
 };
 
+/**
+ * avsc's wrapped union, resolving a writer's (non-union) type to the reader's branch of the same
+ * type when there is one, before any branch it could only be promoted to: avsc takes the first
+ * branch that can read it, so a long would be read into the double of ["null", "double", "long"]
+ * (another branch, and rounded). The Avro specification's resolution picks the matching branch.
+ */
+class ExactUnionType extends avro.types.WrappedUnionType {}
+internal(ExactUnionType.prototype)._update = function (
+  this: { types: avro.Type[] },
+  resolver: { _read?: (tap: Tap) => unknown },
+  writer: avro.Type,
+  opts: unknown,
+) {
+  const name = writer.branchName;
+  const order = this.types
+    .map((_, i) => i)
+    .sort((a, b) => {
+      const exact = (i: number) => (this.types[i]!.branchName === name ? 0 : 1);
+      return exact(a) - exact(b) || a - b;
+    });
+  for (const i of order) {
+    const branch = this.types[i]!;
+    let inner: { _read(tap: Tap): unknown };
+    try {
+      inner = branch.createResolver(
+        writer,
+        opts as Parameters<avro.Type['createResolver']>[1],
+      ) as unknown as typeof inner;
+    } catch {
+      continue;
+    }
+    const Branch = (branch as unknown as { _branchConstructor: (new (v: unknown) => object) | null })
+      ._branchConstructor;
+    resolver._read = Branch ? (tap) => new Branch(inner._read(tap)) : () => null;
+    return;
+  }
+};
+
 const PRIMITIVES: Record<string, avro.Type> = {
   long: bigintLong,
   float: exactFloating('float'),
@@ -177,7 +216,7 @@ export function typeForSchema(schema: AvroSchema): AvroType {
     if (typeof s === 'string') return Object.hasOwn(PRIMITIVES, s) ? PRIMITIVES[s] : undefined;
     if (Array.isArray(s)) {
       const nullPair = s.length === 2 && isNullBranch(s[0]) !== isNullBranch(s[1]);
-      return nullPair ? undefined : new avro.types.WrappedUnionType(s, opts);
+      return nullPair ? undefined : new ExactUnionType(s, opts);
     }
     if (typeof s !== 'object' || s === null) return undefined;
     const name = (s as { type?: unknown }).type;

@@ -327,6 +327,20 @@ describe('RouteDecoder: strict resolution of evolved writers', () => {
     expect(err.code).toBe('INVALID_UTF8');
   });
 
+  it("resolves a writer's type into the reader union's branch of that type, not into one it would be promoted to", async () => {
+    const w = typeForSchema(user([{ name: 'x', type: 'long' }]));
+    const r = typeForSchema(user([{ name: 'x', type: ['null', 'double', 'long'] }]));
+    const v = frame(1, w.toBuffer({ x: 2n ** 53n + 1n }));
+    const d = await decoderFor(w, r, v);
+    expect(d.decode(v)).toMatchObject({ x: { long: 2n ** 53n + 1n } });
+    // With no long branch, the promotion is taken (and must be exact).
+    const r2 = typeForSchema(user([{ name: 'x', type: ['null', 'string', 'double'] }]));
+    const small = frame(1, w.toBuffer({ x: 5n }));
+    const d2 = await decoderFor(w, r2, small);
+    expect(d2.decode(small)).toMatchObject({ x: { double: 5 } });
+    expect((syncThrown(() => d2.decode(v)) as RecordError).code).toBe('INEXACT_PROMOTION');
+  });
+
   it("checks the writer's whole body, the fields the reader drops too", async () => {
     const w = typeForSchema(
       user([
