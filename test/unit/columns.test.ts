@@ -12,6 +12,7 @@ import {
   quoteQualified,
   type RecordMeta,
 } from '../../src/sink/columns.ts';
+import { buildUpsertPlan, deleteLine } from '../../src/sink/upsert.ts';
 import { ConfigError, RecordError } from '../../src/util/errors.ts';
 
 const route = (r: Record<string, unknown> = {}): RouteConfig =>
@@ -749,6 +750,16 @@ describe('buildColumnPlan: Kafka metadata written exactly', () => {
     expect((err as RecordError).message).toContain(`the Kafka key is not well-formed UTF-8: ${detail}`);
     // A bytea key column takes any key as it is.
     expect(bytea.encode({ id: 1 }, meta({ key }))).toBe(`1\t\\\\x${key.toString('hex')}\n`);
+  });
+
+  it('a tombstone delete takes the key as text under the same rule', () => {
+    const plan = buildUpsertPlan(0, 'public.events', ['id'], ['id']);
+    expect(deleteLine(plan, Buffer.from('42'), 7)).toBe('42\t7\td\n');
+    const err = thrown(() => deleteLine(plan, Buffer.from([0x34, 0xc0, 0x80]), 7));
+    expect((err as RecordError).code).toBe('INVALID_UTF8');
+    expect((thrown(() => deleteLine(plan, Buffer.from([0x34, 0]), 7)) as RecordError).code).toBe(
+      'NUL_IN_STRING',
+    );
   });
 
   it('a bytea key column is typed bytea', () => {
