@@ -1,14 +1,29 @@
 // Decodes Confluent-framed values into reader-schema records. Writer types and
 // writer→reader resolvers are cached per schema id; decode() itself is synchronous and
-// needs prepare() to have loaded the ids of the batch first.
+// needs prepare() to have loaded the ids of the batch first. Every body is checked against
+// its writer schema (src/avro/strict.ts) before avsc decodes it: avsc alone would land values
+// the producer did not write.
 import type avro from 'avsc';
 import { PgsinkError, RecordError } from '../util/errors.ts';
 import type { WriterSchemas } from './registry.ts';
+import { BodyFault, bodyValidator } from './strict.ts';
 import type { AvroType } from './types.ts';
 import { HEADER_SIZE, schemaIdOf } from './wire.ts';
 
+/** The dead-letter error for a body fault, naming the schema id and the field. */
+export function bodyError(schemaId: number, fault: BodyFault): RecordError {
+  return new RecordError(
+    'avro',
+    fault.code,
+    `Avro body does not decode with schema id ${schemaId}: ${fault.message}`,
+    fault,
+  );
+}
+
 export class RouteDecoder {
   private readonly resolvers = new Map<number, avro.Resolver | null>();
+  /** The strict check of bodies written with each id's writer schema. */
+  private readonly validators = new Map<number, (body: Buffer, start: number) => void>();
   /** Ids whose load failed for the record (unknown id): every record with it is dead-lettered. */
   private readonly badIds = new Map<number, RecordError>();
 
@@ -44,9 +59,11 @@ export class RouteDecoder {
     // equals() compares Parsing Canonical Form, which drops logical types and their attributes.
     const attrs = (t: AvroType): string => JSON.stringify(t.schema({ exportAttrs: true }));
     if (writer.equals(this.readerType) && attrs(writer) === attrs(this.readerType)) {
+      this.validators.set(id, bodyValidator(this.readerType));
       this.resolvers.set(id, null);
       return;
     }
+    this.validators.set(id, bodyValidator(writer));
     try {
       this.resolvers.set(id, this.readerType.createResolver(writer));
     } catch (err) {
@@ -85,11 +102,14 @@ export class RouteDecoder {
   decode(value: Buffer): unknown {
     const resolver = this.resolverOf(value);
     try {
+      this.validators.get(schemaIdOf(value))!(value, HEADER_SIZE);
       const body = value.subarray(HEADER_SIZE);
       return resolver === null
         ? this.readerType.fromBuffer(body)
         : this.readerType.fromBuffer(body, resolver);
     } catch (err) {
+      // Faults of the body (or of a promotion that would not be exact, found while resolving).
+      if (err instanceof BodyFault) throw bodyError(schemaIdOf(value), err);
       throw new RecordError(
         'avro',
         'MALFORMED_BODY',

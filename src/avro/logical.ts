@@ -2,6 +2,10 @@
 // (it drops unknown ones) while the value stays the underlying primitive. The column
 // encoders turn those primitives into exact Postgres text; nothing goes through a JS Date
 // or a float on the way.
+//
+// A logical type on an underlying type it does not fit (a decimal on a string, a date on a
+// long, a decimal with a scale above its precision) is ignored, as the Avro specification says:
+// the constructor throws and avsc falls back to the underlying type.
 import avro from 'avsc';
 
 export const LOGICAL_NAMES = [
@@ -23,6 +27,25 @@ interface LogicalSchema {
   scale?: number;
 }
 
+/** The underlying types each logical type applies to (avsc's long is 'abstract:long' here). */
+const UNDERLYING: Record<LogicalName, readonly string[]> = {
+  decimal: ['bytes', 'fixed'],
+  uuid: ['string'],
+  date: ['int'],
+  'time-millis': ['int'],
+  'time-micros': ['long', 'abstract:long'],
+  'timestamp-millis': ['long', 'abstract:long'],
+  'timestamp-micros': ['long', 'abstract:long'],
+  'local-timestamp-millis': ['long', 'abstract:long'],
+  'local-timestamp-micros': ['long', 'abstract:long'],
+};
+
+/** Whether `logical` can annotate a `typeName` ('long' for avsc's long too). */
+export function logicalAppliesTo(logical: string, typeName: string): boolean {
+  const under = (UNDERLYING as Record<string, readonly string[] | undefined>)[logical];
+  return under !== undefined && under.includes(typeName);
+}
+
 export class PassthroughLogicalType extends avro.types.LogicalType {
   readonly logical: LogicalName;
   readonly precision: number | undefined;
@@ -34,6 +57,17 @@ export class PassthroughLogicalType extends avro.types.LogicalType {
     this.logical = s.logicalType;
     this.precision = s.precision;
     this.scale = s.scale ?? 0;
+    const under = this.underlyingType.typeName;
+    if (!UNDERLYING[this.logical].includes(under)) {
+      throw new Error(`logical type ${this.logical} does not apply to ${under}`);
+    }
+    if (this.logical === 'decimal') {
+      const p = this.precision;
+      const ok = p === undefined || (Number.isInteger(p) && p > 0);
+      if (!ok || !Number.isInteger(this.scale) || this.scale < 0 || (p !== undefined && this.scale > p)) {
+        throw new Error(`decimal precision ${p} and scale ${this.scale} are not valid`);
+      }
+    }
   }
 
   protected override _fromValue(value: unknown): unknown {

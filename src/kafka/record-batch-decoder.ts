@@ -6,7 +6,9 @@
 // roughly half of all the process allocates, and the garbage collector's share of the CPU grows
 // with it. This decoder returns exactly the same objects (same fields, same strings, same
 // headers object, KafkaJSPartialMessageError for a partial batch) and does the arithmetic in doubles
-// whenever the values are exact there (|x| < 2^53), falling back to Long beyond.
+// whenever the values are exact there (|x| < 2^53), falling back to Long beyond. One field is
+// added: rawHeaders, a view of the record's header section on the wire, so that a dead letter
+// can keep the headers byte for byte (kafkajs' headers object cannot: see record-headers.ts).
 //
 // On malformed records (a declared length that disagrees with the content, a negative count)
 // it reads each record within its declared length as kafkajs does, and fails where kafkajs
@@ -66,6 +68,13 @@ export interface DecodedRecord {
   key: Buffer | null;
   value: Buffer | null;
   headers: Record<string, Buffer | null | Array<Buffer | null>>;
+  /**
+   * The record's header section as it is on the wire (count, then each key and value), or null
+   * when it has no headers: `headers` above is kafkajs' shape, which decodes keys as UTF-8
+   * (lossy), groups repeated keys and loses their order. pgsink's own addition (kafkajs' decoder
+   * has no such field); src/kafka/record-headers.ts reads it.
+   */
+  rawHeaders: Buffer | null;
   isControlRecord: boolean;
   batchContext: RecordContext;
 }
@@ -169,6 +178,7 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
       key: null,
       value: null,
       headers: {},
+      rawHeaders: null,
       isControlRecord: false,
       batchContext: ctx,
     };
@@ -273,6 +283,7 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
       const key = bytesField(recEnd);
       const value = bytesField(recEnd);
       const headers: DecodedRecord['headers'] = {};
+      const headersAt = pos;
       const headerCount = varint();
       // kafkajs allocates new Array(headerCount): -1 means none, below that it throws.
       if (headerCount < -1) throw new RangeError('Invalid array length');
@@ -286,6 +297,7 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
         const headerValue = bytesField(recEnd);
         addHeader(headers, String(name), headerValue);
       }
+      const rawHeaders = headerCount > 0 ? buf.subarray(headersAt, Math.min(pos, recEnd)) : null;
       records[r] = {
         magicByte,
         attributes,
@@ -294,6 +306,7 @@ export function createRecordBatchDecoder(load: (path: string) => unknown): Recor
         key,
         value,
         headers,
+        rawHeaders,
         isControlRecord: isControl,
         batchContext: ctx,
       };

@@ -11,6 +11,7 @@ import {
   quoteIdent,
   quoteQualified,
   routeColumns,
+  type ColumnOptions,
   type ColumnPlan,
 } from '../sink/columns.ts';
 import { buildDirectLineEncoder, type DirectLineEncoder } from '../sink/direct-line.ts';
@@ -23,6 +24,8 @@ export interface RouteRuntime {
   plan: ColumnPlan;
   /** Writes lines straight from bodies written with the reader schema (the usual case). */
   direct: DirectLineEncoder | undefined;
+  /** How the Kafka key is written to its metadata column: as the column's type asks. */
+  keyAs: 'text' | 'bytea';
   /** Quoted, qualified table name. */
   table: string;
   columnList: string;
@@ -62,7 +65,7 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
       registry && !hasIds
         ? registry
         : new LocalSchemas(route.schemaIds, hasIds ? undefined : reader, route.schemaReferences);
-    const plan = buildColumnPlan(reader, route);
+    const { plan, direct } = encoders(reader, route, {});
     const reserved = plan.columns.filter((c) => c.startsWith('__pgsink_'));
     if (reserved.length)
       throw new ConfigError(
@@ -72,10 +75,8 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
       config: route,
       decoder: new RouteDecoder(reader, writers),
       plan,
-      direct:
-        reader instanceof avro.types.RecordType
-          ? buildDirectLineEncoder(reader, routeColumns(reader, route), { upsert: route.mode === 'upsert' })
-          : undefined,
+      direct,
+      keyAs: 'text',
       table: quoteQualified(route.table),
       columnList: plan.columns.map(quoteIdent).join(', '),
       upsert:
@@ -91,4 +92,35 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
     });
   }
   return routes;
+}
+
+function encoders(
+  reader: avro.Type,
+  route: RouteConfig,
+  opts: ColumnOptions,
+): { plan: ColumnPlan; direct: DirectLineEncoder | undefined } {
+  return {
+    plan: buildColumnPlan(reader, route, opts),
+    direct:
+      reader instanceof avro.types.RecordType
+        ? buildDirectLineEncoder(reader, routeColumns(reader, route, opts), {
+            upsert: route.mode === 'upsert',
+          })
+        : undefined,
+  };
+}
+
+/**
+ * Follows the target table's key column (types by column name, from the catalog at start-up):
+ * a bytea column gets the Kafka key's bytes as they are; any other type gets the key as text,
+ * which must then be well-formed UTF-8 without NUL (else the record is a dead letter).
+ */
+export function adaptToTable(route: RouteRuntime, columnTypes: ReadonlyMap<string, string>): void {
+  const keyColumn = route.config.metadata.key;
+  const keyAs = keyColumn && columnTypes.get(keyColumn) === 'bytea' ? 'bytea' : 'text';
+  if (keyAs === route.keyAs) return;
+  const { plan, direct } = encoders(route.decoder.readerType, route.config, { key: keyAs });
+  route.plan = plan;
+  route.direct = direct;
+  route.keyAs = keyAs;
 }

@@ -18,6 +18,7 @@ import type pg from 'pg';
 import { Backpressure } from '../batch/backpressure.ts';
 import { PartitionBuffer, type Batch, type FlushReason } from '../batch/partition-buffer.ts';
 import type { Config } from '../config/schema.ts';
+import { rawHeadersOf } from '../kafka/record-headers.ts';
 import type { AssignmentChange, FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
 import { assertRecordValue, type RecordMeta } from '../sink/columns.ts';
 import { LineOverflow, type DirectLineEncoder } from '../sink/direct-line.ts';
@@ -36,7 +37,7 @@ import { ConfigError, errorMessage, PgsinkError, RecordError } from '../util/err
 import { MAX_TRACE_LINKS, type FailedFlush, type SinkObserver } from './observer.ts';
 import { Progress } from './progress.ts';
 import { decideStart } from './start-position.ts';
-import type { RouteRuntime } from './routes.ts';
+import { adaptToTable, type RouteRuntime } from './routes.ts';
 
 /** Per-record overhead on top of its bytes: the entry object, offsets, strings' headers. */
 const ENTRY_OVERHEAD = 96;
@@ -433,7 +434,10 @@ export class SinkService {
       await assertCanIsolate(client);
       for (const route of this.d.routes.values()) {
         await this.prepareTable(client, route);
-        await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic);
+        adaptToTable(
+          route,
+          await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic),
+        );
         await assertNoRules(client, route.config.table, route.config.topic);
         if (route.upsert)
           await assertUniqueKey(
@@ -1091,6 +1095,7 @@ export class SinkService {
         valueStart,
         valueEnd,
         headers,
+        rawHeaders: headers && rawHeadersOf(m),
       };
       if (failure) entry.failure = failure;
       out.push(entry);
@@ -1743,6 +1748,7 @@ function skipEntry(first: number, last: number, lost: boolean): Entry {
     valueStart: -1,
     valueEnd: -1,
     headers: undefined,
+    rawHeaders: undefined,
     skip: { first, lost },
   };
 }

@@ -1,8 +1,10 @@
 // Maps an Avro reader schema and a route to the target columns and one COPY-text encoder
 // per column, built once per route. The per-record work is one call per column.
+import { isUtf8 } from 'node:buffer';
 import avro from 'avsc';
 import type { RouteConfig } from '../config/schema.ts';
 import { PassthroughLogicalType } from '../avro/logical.ts';
+import { BodyFault, invalidUtf8 } from '../avro/strict.ts';
 import { ConfigError, RecordError } from '../util/errors.ts';
 import {
   arrayLiteral,
@@ -14,15 +16,15 @@ import {
   formatTime,
   formatTimestamp,
   NULL_FIELD,
-  toJson,
 } from './copy-text.ts';
+import { jsonEncoder } from './jsonb.ts';
 
 /** The Kafka side of a record, for metadata columns. */
 export interface RecordMeta {
   topic: string;
   partition: number;
   offset: number;
-  /** Milliseconds since the epoch, as kafkajs gives it. */
+  /** Milliseconds since the epoch, as kafkajs gives it; negative (-1) when the record has none. */
   timestamp: string;
   key: Buffer | null;
 }
@@ -53,7 +55,46 @@ export interface Column {
   nullable: boolean;
 }
 
+/** How the Kafka key is written to its metadata column (the column's type decides). */
+export interface ColumnOptions {
+  /** 'text' (the default): the key must be well-formed UTF-8 without NUL; 'bytea': any bytes. */
+  key?: 'text' | 'bytea';
+}
+
 const str = (v: unknown): string => escapeText(v as string);
+
+/**
+ * A record error raised while encoding a field, with the field's name in front (the direct
+ * line encoder builds the same message for the same record).
+ */
+export function atField(field: string, err: unknown): unknown {
+  if (err instanceof RecordError || err instanceof BodyFault) {
+    const source = err instanceof RecordError ? (err.source as 'avro' | 'kafka' | 'internal') : 'avro';
+    return new RecordError(source, err.code, `field '${field}': ${err.message}`, err);
+  }
+  return err;
+}
+
+/** The Kafka key as the text of a text column: well-formed UTF-8 without NUL, or a record error. */
+export function keyText(key: Buffer): string {
+  if (!isUtf8(key)) {
+    const fault = invalidUtf8(key, 0, key.length, '', 'the Kafka key');
+    throw new RecordError(
+      'kafka',
+      fault.code,
+      `${fault.message} (a text key column cannot hold it; make the column bytea to keep any key)`,
+    );
+  }
+  const text = key.toString('utf8');
+  if (text.includes('\0')) {
+    throw new RecordError(
+      'kafka',
+      'NUL_IN_STRING',
+      'the Kafka key contains a NUL (U+0000) character, which a text key column cannot hold (make the column bytea to keep any key)',
+    );
+  }
+  return text;
+}
 
 function primitiveEncoder(type: avro.Type): {
   encode: FieldEncoder;
@@ -126,29 +167,37 @@ function primitiveEncoder(type: avro.Type): {
         element: (v) => `\\x${(v as Buffer).toString('hex')}`,
         pgType: 'bytea',
       };
-    default:
-      return { encode: (v) => escapeText(toJson(v)), pgType: 'jsonb' };
+    default: {
+      // Records and maps (and anything else without a column type of its own): jsonb.
+      const json = jsonEncoder(type);
+      return { encode: (v) => escapeText(json(v)), pgType: 'jsonb' };
+    }
   }
 }
 
 function encoderFor(type: avro.Type): { encode: FieldEncoder; pgType: string; nullable: boolean } {
   if (type instanceof avro.types.UnwrappedUnionType) {
-    const branches = type.types;
-    const nonNull = branches.filter((t) => t.typeName !== 'null');
-    const nullable = nonNull.length < branches.length;
-    if (nonNull.length === 1) {
-      const inner = encoderFor(nonNull[0]!);
-      return { encode: (v) => (v === null ? NULL_FIELD : inner.encode(v)), pgType: inner.pgType, nullable };
-    }
-    return { encode: (v) => (v === null ? NULL_FIELD : escapeText(toJson(v))), pgType: 'jsonb', nullable };
+    // A union of null and one other type (src/avro/types.ts): that type's column, nullable.
+    const inner = encoderFor(type.types.find((t) => t.typeName !== 'null')!);
+    return {
+      encode: (v) => (v === null ? NULL_FIELD : inner.encode(v)),
+      pgType: inner.pgType,
+      nullable: true,
+    };
+  }
+  if (type instanceof avro.types.WrappedUnionType) {
+    // Any other union: jsonb {"<branch>": value}; the null branch is SQL NULL.
+    const json = jsonEncoder(type);
+    const nullable = type.types.some((t) => t.typeName === 'null');
+    return { encode: (v) => (v === null ? NULL_FIELD : escapeText(json(v))), pgType: 'jsonb', nullable };
   }
   if (type instanceof avro.types.ArrayType) {
     const items = type.itemsType;
-    const itemNullable = items instanceof avro.types.UnwrappedUnionType;
-    const itemBase = itemNullable
-      ? (items as avro.types.UnwrappedUnionType).types.filter((t) => t.typeName !== 'null')
-      : [items];
-    if (itemBase.length === 1) {
+    const itemBase =
+      items instanceof avro.types.UnwrappedUnionType
+        ? items.types.filter((t) => t.typeName !== 'null')
+        : [items];
+    if (itemBase.length === 1 && !(itemBase[0] instanceof avro.types.WrappedUnionType)) {
       const prim = primitiveEncoder(itemBase[0]!);
       const element = prim.element;
       if (element) {
@@ -160,24 +209,45 @@ function encoderFor(type: avro.Type): { encode: FieldEncoder; pgType: string; nu
         };
       }
     }
-    return { encode: (v) => escapeText(toJson(v)), pgType: 'jsonb', nullable: false };
+    const json = jsonEncoder(type);
+    return { encode: (v) => escapeText(json(v)), pgType: 'jsonb', nullable: false };
   }
   const prim = primitiveEncoder(type);
-  const nullable =
-    type.typeName === 'null' ||
-    (type instanceof avro.types.WrappedUnionType && type.types.some((t) => t.typeName === 'null'));
-  return { encode: prim.encode, pgType: prim.pgType, nullable };
+  return { encode: prim.encode, pgType: prim.pgType, nullable: type.typeName === 'null' };
+}
+
+/** Record field names JS objects cannot hold (avsc's records would drop the field). */
+function assertFieldNames(type: avro.Type, topic: string, seen = new Set<avro.Type>()): void {
+  if (seen.has(type)) return;
+  seen.add(type);
+  if (type instanceof avro.types.RecordType) {
+    for (const f of type.fields) {
+      if (f.name === '__proto__') {
+        throw new ConfigError(
+          `route ${topic}: a record field named __proto__ is not supported (in ${type.name ?? 'a record'})`,
+        );
+      }
+      assertFieldNames(f.type, topic, seen);
+    }
+  } else if (type instanceof avro.types.ArrayType) {
+    assertFieldNames(type.itemsType, topic, seen);
+  } else if (type instanceof avro.types.MapType) {
+    assertFieldNames(type.valuesType as avro.Type, topic, seen);
+  } else if (type instanceof avro.types.UnwrappedUnionType || type instanceof avro.types.WrappedUnionType) {
+    for (const t of type.types) assertFieldNames(t, topic, seen);
+  }
 }
 
 const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 /** The route's columns in COPY order: the reader's fields (minus exclude), then metadata. */
-export function routeColumns(readerType: avro.Type, route: RouteConfig): Column[] {
+export function routeColumns(readerType: avro.Type, route: RouteConfig, opts: ColumnOptions = {}): Column[] {
   if (!(readerType instanceof avro.types.RecordType)) {
     throw new ConfigError(
       `route ${route.topic}: reader schema ${route.schema} must be an Avro record, not ${readerType.typeName}`,
     );
   }
+  assertFieldNames(readerType, route.topic);
   const fieldNames = new Set(readerType.fields.map((f) => f.name));
   for (const name of [...Object.keys(route.columns), ...route.exclude]) {
     if (!fieldNames.has(name)) {
@@ -211,20 +281,24 @@ export function routeColumns(readerType: avro.Type, route: RouteConfig): Column[
       m.timestamp,
       'timestamptz',
       (_r, x) => x.timestamp,
-      (v) => formatTimestamp(Number(v as string), 1000n, true),
+      // Kafka writes -1 for a record without a timestamp: no time, not 1969-12-31 23:59:59.999.
+      (v) => {
+        const ms = Number(v as string);
+        return ms >= 0 ? formatTimestamp(ms, 1000n, true) : NULL_FIELD;
+      },
     ],
     [
       'key',
       m.key,
-      'text',
+      opts.key === 'bytea' ? 'bytea' : 'text',
       (_r, x) => x.key,
-      (v) => (v === null ? NULL_FIELD : escapeText((v as Buffer).toString('utf8'))),
+      opts.key === 'bytea' ? (v) => byteaField(v as Buffer) : (v) => escapeText(keyText(v as Buffer)),
     ],
   ];
   for (const [which, name, pgType, get, encode] of meta) {
     if (name) {
       const source = { kind: 'meta', meta: which } as const;
-      columns.push({ name, pgType, source, get, encode, nullable: which === 'key' });
+      columns.push({ name, pgType, source, get, encode, nullable: which === 'key' || which === 'timestamp' });
     }
   }
   const seen = new Set<string>();
@@ -235,19 +309,30 @@ export function routeColumns(readerType: avro.Type, route: RouteConfig): Column[
   return columns;
 }
 
-export function buildColumnPlan(readerType: avro.Type, route: RouteConfig): ColumnPlan {
-  const columns = routeColumns(readerType, route);
+export function buildColumnPlan(
+  readerType: avro.Type,
+  route: RouteConfig,
+  opts: ColumnOptions = {},
+): ColumnPlan {
+  const columns = routeColumns(readerType, route, opts);
   const n = columns.length;
   const gets = columns.map((c) => c.get);
   const encs = columns.map((c) => c.encode);
+  const fields = columns.map((c) => (c.source.kind === 'field' ? c.source.field : undefined));
   return {
     columns: columns.map((c) => c.name),
     pgTypes: columns.map((c) => c.pgType + (c.nullable ? '' : ' NOT NULL')),
     encode(record, recordMeta) {
       let line = '';
-      for (let i = 0; i < n; i++) {
-        const v = gets[i]!(record, recordMeta);
-        line += (i === 0 ? '' : '\t') + (v === null || v === undefined ? NULL_FIELD : encs[i]!(v));
+      let i = 0;
+      try {
+        for (; i < n; i++) {
+          const v = gets[i]!(record, recordMeta);
+          line += (i === 0 ? '' : '\t') + (v === null || v === undefined ? NULL_FIELD : encs[i]!(v));
+        }
+      } catch (err) {
+        const field = fields[i];
+        throw field === undefined ? err : atField(field, err);
       }
       return `${line}\n`;
     },

@@ -3,6 +3,7 @@
 // Text (not binary) COPY: Postgres parses each value against the target column's own type,
 // so a route works with int4 or int8, numeric or text columns alike, and the encoder is a
 // few string operations per field (see the README's performance section for the measure).
+import { DAY_MICROS, DAY_MILLIS, emptyDecimal, timeOutOfRange } from '../avro/strict.ts';
 import { RecordError } from '../util/errors.ts';
 
 export const NULL_FIELD = '\\N';
@@ -13,7 +14,7 @@ export function nulInString(): RecordError {
   return new RecordError(
     'internal',
     'NUL_IN_STRING',
-    'string contains a NUL (U+0000) character, which PostgreSQL text cannot store',
+    'string contains a NUL (U+0000) character, which PostgreSQL text and jsonb cannot store',
   );
 }
 
@@ -133,17 +134,27 @@ function formatTimestampFast(
   return `${cachedDate} ${TWO[hour]!}:${TWO[min]!}:${TWO[sec]!}.${frac}${utc ? '+00' : ''}`;
 }
 
-/** Time of day from an integer count of units since midnight. */
+/**
+ * Time of day from an integer count of units since midnight: 'HH:MM:SS.fff' (or .ffffff),
+ * which is also ISO 8601. A count outside one day is TIME_OUT_OF_RANGE (a BodyFault).
+ */
 export function formatTime(value: bigint, unitsPerSecond: 1000n | 1000000n): string {
+  const micros = unitsPerSecond === 1000000n;
+  if (value < 0n || value >= BigInt(micros ? DAY_MICROS : DAY_MILLIS))
+    throw timeOutOfRange('', value, micros);
   const fracDigits = unitsPerSecond === 1000n ? 3 : 6;
   const frac = value % unitsPerSecond;
   const secs = value / unitsPerSecond;
   return `${pad(secs / 3600n, 2)}:${pad((secs % 3600n) / 60n, 2)}:${pad(secs % 60n, 2)}.${pad(frac, fracDigits)}`;
 }
 
-/** Avro decimal: big-endian two's complement unscaled integer, then the scale. */
+/**
+ * Avro decimal: big-endian two's complement unscaled integer, then the scale. The text is
+ * also a JSON number with exactly `scale` fraction digits. No bytes is EMPTY_DECIMAL (a
+ * BodyFault): the value is not written, not read as 0.
+ */
 export function formatDecimal(bytes: Uint8Array, scale: number): string {
-  if (bytes.length === 0) return '0';
+  if (bytes.length === 0) throw emptyDecimal('');
   let negative: boolean;
   let digits: string;
   if (bytes.length <= 6) {
@@ -167,31 +178,56 @@ export function formatDecimal(bytes: Uint8Array, scale: number): string {
   return negative ? `-${digits}` : digits;
 }
 
-/** JSON text with exact longs (BigInt as digits) and bytes as "\\x..." hex strings. */
-export function toJson(value: unknown): string {
-  if (value === null || value === undefined) return 'null';
-  switch (typeof value) {
-    case 'bigint':
-      return value.toString();
-    case 'number':
-      // JSON has no NaN/Infinity; keep them as strings rather than silently writing null.
-      return Number.isFinite(value) ? String(value) : JSON.stringify(String(value));
-    case 'string':
-      return JSON.stringify(value);
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'object': {
-      if (Buffer.isBuffer(value)) return JSON.stringify(`\\x${value.toString('hex')}`);
-      if (Array.isArray(value)) return `[${value.map(toJson).join(',')}]`;
-      if (value instanceof Map) {
-        return `{${[...value].map(([k, v]) => `${JSON.stringify(String(k))}:${toJson(v)}`).join(',')}}`;
-      }
-      const entries = Object.entries(value as Record<string, unknown>);
-      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${toJson(v)}`).join(',')}}`;
-    }
-    default:
-      throw new RecordError('internal', 'UNSUPPORTED_VALUE', `cannot encode a ${typeof value} as JSON`);
-  }
+/**
+ * An astronomical year (0 is 1 BC, -1 is 2 BC) as ISO 8601 writes it: four digits for 0000 to
+ * 9999, otherwise a sign and at least six digits (ISO 8601's expanded form, as
+ * Date.prototype.toISOString writes it): -000001, +010000, +5881580.
+ */
+function isoYear(y: bigint): string {
+  if (y >= 0n && y <= 9999n) return pad(y, 4);
+  return `${y < 0n ? '-' : '+'}${pad(y < 0n ? -y : y, 6)}`;
+}
+
+/** 'YYYY-MM-DD' (ISO 8601, proleptic Gregorian, astronomical years) from days since 1970-01-01. */
+export function isoDate(days: bigint): string {
+  const { y, m, d } = civilFromDays(days);
+  return `${isoYear(y)}-${pad(m, 2)}-${pad(d, 2)}`;
+}
+
+/**
+ * 'YYYY-MM-DDTHH:MM:SS.fff' (.ffffff for micros; 'Z' appended when `utc`) from an integer
+ * count of units since the epoch, exact to the unit, any year.
+ */
+export function isoTimestamp(long: number | bigint, unitsPerSecond: 1000n | 1000000n, utc: boolean): string {
+  const value = BigInt(long);
+  const unitsPerDay = DAY_MS * (unitsPerSecond / 1000n);
+  const days = floorDiv(value, unitsPerDay);
+  const time = formatTime(value - days * unitsPerDay, unitsPerSecond);
+  return `${isoDate(days)}T${time}${utc ? 'Z' : ''}`;
+}
+
+/** A double (or float) in jsonb: a JSON number, or a string for the values JSON has no number for. */
+export function jsonFloat(n: number): string {
+  if (Number.isNaN(n)) return '"NaN"';
+  if (n === Infinity) return '"Infinity"';
+  if (n === -Infinity) return '"-Infinity"';
+  // jsonb's numeric has no negative zero: -0 would come back as 0.
+  if (n === 0 && 1 / n < 0) return '"-0"';
+  return String(n);
+}
+
+/** A JSON string; a NUL is NUL_IN_STRING (jsonb refuses \u0000). */
+export function jsonString(s: string): string {
+  if (s.includes('\0')) throw nulInString();
+  return JSON.stringify(s);
+}
+
+/**
+ * bytes and fixed in jsonb: a string, \x then lowercase hex (Postgres' bytea hex format, so
+ * `decode(substr(v, 3), 'hex')` gives the bytes back); the JSON text is "\\x0a1b".
+ */
+export function jsonBytes(buf: Uint8Array): string {
+  return `"\\\\x${Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('hex')}"`;
 }
 
 /** Postgres array literal ('{"a","b",NULL}') from element texts (null → NULL). */

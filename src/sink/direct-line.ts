@@ -3,20 +3,48 @@
 // (avsc → JS object → strings → UTF-8) allocates a string per field and UTF-8-decodes and
 // re-encodes every text field; here the body's bytes are read once and the line's bytes are
 // written once. Strings are scanned (COPY escapes needed? well-formed UTF-8?) and copied as
-// bytes; only a string that is not well-formed UTF-8 is decoded, with U+FFFD as avsc would,
-// so the output is byte-identical to the object path's (test/unit/direct-line.test.ts checks
-// that on random records of every type).
+// bytes.
 //
-// Field types without a byte-level step here (arrays, maps, records, unions of several
-// types) are decoded by avsc and encoded by the column's own encoder, inside the same line.
+// The body is read strictly, with the readers and rules of src/avro/strict.ts: a value that is
+// not valid Avro (ill-formed UTF-8, a boolean byte of 2, an int beyond 32 bits, a time of day
+// beyond 24 h, a zero-length decimal, …) fails the record with the same code and message as
+// the object path's validator, and a NUL in a written string (valid Avro that Postgres cannot
+// store) is reported only once the whole body has been read, as the object path finds it only
+// after its validator has. The output is byte-identical to the object path's
+// (test/unit/direct-line.test.ts checks both on random valid and invalid records).
+//
+// Field types without a byte-level step here (arrays, maps, records, unions other than null
+// and one type) are checked by the compiled validator, decoded by avsc and encoded by the
+// column's own encoder, inside the same line.
 import avro from 'avsc';
+import { bodyError } from '../avro/decoder.ts';
 import { PassthroughLogicalType } from '../avro/logical.ts';
+import {
+  BodyFault,
+  compileValidator,
+  DAY_MICROS,
+  DAY_MILLIS,
+  emptyDecimal,
+  enumIndexOutOfRange,
+  intOutOfRange,
+  invalidUtf8,
+  longOutOfRange,
+  readBoolean,
+  readInt,
+  readLength,
+  readLong,
+  timeOutOfRange,
+  trailingData,
+  truncated,
+  unionIndexOutOfRange,
+  utf8SequenceEnd,
+  type Source,
+} from '../avro/strict.ts';
 import { HEADER_SIZE, schemaIdOf } from '../avro/wire.ts';
 import { RecordError } from '../util/errors.ts';
-import type { Column, RecordMeta } from './columns.ts';
+import { atField, keyText, type Column, type RecordMeta } from './columns.ts';
 import {
   DAY,
-  escapeText,
   floatField,
   formatDate,
   formatDecimal,
@@ -27,15 +55,12 @@ import {
   nulInString,
 } from './copy-text.ts';
 
-/** Raised inside a step; turned into a MALFORMED_BODY record error naming the schema id. */
-class Malformed extends Error {}
-
 /** A field's output did not fit the line's reserved space: encode this record the other way. */
 export class LineOverflow extends Error {}
 
 const EMPTY = Buffer.alloc(0);
 
-class Cursor {
+class Cursor implements Source {
   src: Buffer = EMPTY;
   p = 0;
   end = 0;
@@ -45,70 +70,20 @@ class Cursor {
 
 type Step = (c: Cursor) => void;
 
-const TWO_52 = 2 ** 52;
 const BACKSLASH = 0x5c;
 const TAB = 0x09;
 const LF = 0x0a;
 
-function truncated(): never {
-  throw new Malformed('truncated buffer');
-}
+// The first written field whose strings hold a NUL, reported after the body has been read
+// (encode() is synchronous: module state is safe). `writing` is the index of the field being
+// written, -1 while an excluded field is read.
+let writing = -1;
+let nulField = -1;
+/** `writing` while the Kafka key is copied (after the body: no field's NUL is pending then). */
+const KEY = 2 ** 30;
 
-/**
- * A zigzag varint long, exactly as avsc reads it: a number below 2^52 in magnitude, beyond
- * that a BigInt (src/avro/types.ts).
- */
-function readLong(c: Cursor): number | bigint {
-  const buf = c.src;
-  const start = c.p;
-  let p = start;
-  const end = c.end;
-  if (p >= end) truncated();
-  let b = buf[p++]!;
-  if (b < 0x80) {
-    c.p = p;
-    return (b >>> 1) ^ -(b & 1);
-  }
-  let n = b & 0x7f;
-  let k = 7;
-  do {
-    if (p >= end) truncated();
-    b = buf[p++]!;
-    n |= (b & 0x7f) << k;
-    k += 7;
-  } while (b & 0x80 && k < 28);
-  if (!(b & 0x80)) {
-    c.p = p;
-    return (n >> 1) ^ -(n & 1);
-  }
-  let f = n;
-  let fk = 268435456; // 2 ** 28
-  do {
-    if (p >= end) truncated();
-    b = buf[p++]!;
-    f += (b & 0x7f) * fk;
-    fk *= 128;
-  } while (b & 0x80);
-  c.p = p;
-  const v = (f % 2 ? -(f + 1) : f) / 2;
-  if (v < TWO_52 && v > -TWO_52) return v;
-  let q = start;
-  let shift = 0n;
-  let z = 0n;
-  do {
-    b = buf[q++]!;
-    z |= BigInt(b & 0x7f) << shift;
-    shift += 7n;
-  } while (b & 0x80);
-  return (z >> 1n) ^ -(z & 1n);
-}
-
-/** A length or count: a non-negative number that fits what is left of the body. */
-function readLength(c: Cursor): number {
-  const n = readLong(c);
-  if (typeof n !== 'number' || n < 0) throw new Malformed(`invalid length ${n}`);
-  if (c.p + n > c.end) truncated();
-  return n;
+function sawNul(): void {
+  if (nulField < 0) nulField = writing;
 }
 
 const POW10 = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
@@ -249,33 +224,6 @@ function writeLong(c: Cursor, v: number | bigint): void {
   else writeAscii(c, v.toString());
 }
 
-/**
- * Index after the well-formed UTF-8 sequence that starts with src[i] >= 0x80 (Unicode table
- * 3-7: no overlongs, no surrogates, nothing above U+10FFFF), or -1.
- */
-function utf8SequenceEnd(src: Buffer, i: number, stop: number): number {
-  const b0 = src[i]!;
-  if (b0 < 0xc2) return -1;
-  if (b0 < 0xe0) return i + 1 < stop && (src[i + 1]! & 0xc0) === 0x80 ? i + 2 : -1;
-  if (b0 < 0xf0) {
-    if (i + 2 >= stop) return -1;
-    const b1 = src[i + 1]!;
-    const lo = b0 === 0xe0 ? 0xa0 : 0x80;
-    const hi = b0 === 0xed ? 0x9f : 0xbf;
-    return b1 >= lo && b1 <= hi && (src[i + 2]! & 0xc0) === 0x80 ? i + 3 : -1;
-  }
-  if (b0 < 0xf5) {
-    if (i + 3 >= stop) return -1;
-    const b1 = src[i + 1]!;
-    const lo = b0 === 0xf0 ? 0x90 : 0x80;
-    const hi = b0 === 0xf4 ? 0x8f : 0xbf;
-    return b1 >= lo && b1 <= hi && (src[i + 2]! & 0xc0) === 0x80 && (src[i + 3]! & 0xc0) === 0x80
-      ? i + 4
-      : -1;
-  }
-  return -1;
-}
-
 const CLEAN = 0;
 const ESCAPES = 1;
 const INVALID = 2;
@@ -297,13 +245,13 @@ function scanText(src: Buffer, start: number, stop: number): number {
 }
 
 /**
- * UTF-8 text src[start..stop), escaped for COPY. Not well-formed UTF-8 is written as avsc
- * would have decoded it (U+FFFD for each bad sequence), so both paths write the same bytes.
+ * UTF-8 text src[start..stop), escaped for COPY. Not well-formed UTF-8 is INVALID_UTF8 (named
+ * after `path`); a NUL is noted (sawNul) and reported once the body has been read.
  */
-function copyText(c: Cursor, src: Buffer, start: number, stop: number): void {
+function copyText(c: Cursor, src: Buffer, start: number, stop: number, path: string): void {
   // Long strings: scan, then one native copy (the call costs less than a loop there).
   if (stop - start > 48) {
-    copyLongText(c, src, start, stop);
+    copyLongText(c, src, start, stop, path);
     return;
   }
   // Short ones (most): scan and copy in one pass. The reservation allows 3 bytes out per byte
@@ -318,10 +266,7 @@ function copyText(c: Cursor, src: Buffer, start: number, stop: number): void {
     }
     if (b >= 0x80) {
       const next = utf8SequenceEnd(src, i, stop);
-      if (next < 0) {
-        copyInvalidText(c, src, start, stop);
-        return;
-      }
+      if (next < 0) throw invalidUtf8(src, start, stop, path);
       out[o++] = b;
       while (++i < next) out[o++] = src[i]!;
       i--;
@@ -353,14 +298,15 @@ function writeEscaped(out: Buffer, o: number, b: number): number {
       out[o++] = 0x72; // r
       break;
     case 0:
-      throw nulInString();
+      sawNul();
+      break;
     default:
       out[o++] = b;
   }
   return o;
 }
 
-function copyLongText(c: Cursor, src: Buffer, start: number, stop: number): void {
+function copyLongText(c: Cursor, src: Buffer, start: number, stop: number, path: string): void {
   const out = c.out;
   let o = c.o;
   const kind = scanText(src, start, stop);
@@ -375,33 +321,26 @@ function copyLongText(c: Cursor, src: Buffer, start: number, stop: number): void
     }
     if (o > out.length) throw new LineOverflow();
   } else {
-    copyInvalidText(c, src, start, stop);
-    return;
+    throw invalidUtf8(src, start, stop, path);
   }
   c.o = o;
 }
 
-/** Text that is not well-formed UTF-8: decoded with U+FFFD replacements, then escaped. */
-function copyInvalidText(c: Cursor, src: Buffer, start: number, stop: number): void {
-  const text = escapeText(src.toString('utf8', start, stop));
-  if (c.o + text.length * 3 > c.out.length) throw new LineOverflow();
-  c.o += c.out.write(text, c.o, 'utf8');
+function stringStep(path: string): Step {
+  return (c) => {
+    const len = readLength(c, path);
+    const start = c.p;
+    c.p += len;
+    copyText(c, c.src, start, start + len, path);
+  };
 }
-
-const stringStep: Step = (c) => {
-  const len = readLength(c);
-  const start = c.p;
-  c.p += len;
-  copyText(c, c.src, start, start + len);
-};
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 const HEX_HI = new Uint8Array(HEX.map((h) => h.charCodeAt(0)));
 const HEX_LO = new Uint8Array(HEX.map((h) => h.charCodeAt(1)));
 
-/** bytea hex form, its leading backslash escaped for COPY: `\\x0a1b`. */
-function writeBytea(c: Cursor, start: number, stop: number): void {
-  const src = c.src;
+/** bytea hex form of src[start..stop), its leading backslash escaped for COPY: `\\x0a1b`. */
+function writeBytea(c: Cursor, src: Buffer, start: number, stop: number): void {
   const out = c.out;
   let o = c.o;
   out[o++] = BACKSLASH;
@@ -415,13 +354,9 @@ function writeBytea(c: Cursor, start: number, stop: number): void {
   c.o = o;
 }
 
-/** Avro decimal (big-endian two's complement) with its scale, as formatDecimal writes it. */
+/** Avro decimal (big-endian two's complement, at least one byte) with its scale, as formatDecimal writes it. */
 function writeDecimal(c: Cursor, start: number, stop: number, scale: number): void {
   const len = stop - start;
-  if (len === 0) {
-    c.out[c.o++] = 0x30;
-    return;
-  }
   if (len > 6) {
     writeAscii(c, formatDecimal(c.src.subarray(start, stop), scale));
     return;
@@ -457,7 +392,7 @@ interface StepPlan {
   extra: number;
 }
 
-function logicalStep(type: PassthroughLogicalType): StepPlan | undefined {
+function logicalStep(type: PassthroughLogicalType, path: string): StepPlan | undefined {
   const under = type.underlyingType;
   switch (type.logical) {
     case 'decimal': {
@@ -466,7 +401,8 @@ function logicalStep(type: PassthroughLogicalType): StepPlan | undefined {
       if (under.typeName === 'bytes') {
         return {
           step: (c) => {
-            const len = readLength(c);
+            const len = readLength(c, path);
+            if (len === 0) throw emptyDecimal(path);
             const start = c.p;
             c.p += len;
             writeDecimal(c, start, start + len, scale);
@@ -479,7 +415,8 @@ function logicalStep(type: PassthroughLogicalType): StepPlan | undefined {
         return {
           step: (c) => {
             const start = c.p;
-            if (start + size > c.end) truncated();
+            if (c.end - start < size) truncated(path);
+            if (size === 0) throw emptyDecimal(path);
             c.p += size;
             writeDecimal(c, start, start + size, scale);
           },
@@ -489,47 +426,74 @@ function logicalStep(type: PassthroughLogicalType): StepPlan | undefined {
       return undefined;
     }
     case 'uuid':
-      return under.typeName === 'string' ? { step: stringStep, extra: 0 } : undefined;
+      return under.typeName === 'string' ? { step: stringStep(path), extra: 0 } : undefined;
     case 'date':
       return {
-        step: (c) => writeAscii(c, formatDate(BigInt(readLong(c)))),
+        step: (c) => {
+          const days = readInt(c, path);
+          if (Number.isNaN(days)) throw intOutOfRange(path);
+          writeAscii(c, formatDate(BigInt(days)));
+        },
         extra: 32,
       };
     case 'time-millis':
-    case 'time-micros': {
-      const units = type.logical === 'time-millis' ? 1000n : 1000000n;
-      return { step: (c) => writeAscii(c, formatTime(BigInt(readLong(c)), units)), extra: 48 };
-    }
+      return {
+        step: (c) => {
+          const v = readInt(c, path);
+          if (Number.isNaN(v)) throw intOutOfRange(path);
+          if (v < 0 || v >= DAY_MILLIS) throw timeOutOfRange(path, v, false);
+          writeAscii(c, formatTime(BigInt(v), 1000n));
+        },
+        extra: 48,
+      };
+    case 'time-micros':
+      return {
+        step: (c) => {
+          const v = readLong(c, path);
+          if (v !== v) throw longOutOfRange(path);
+          if (!(v >= 0 && v < DAY_MICROS)) throw timeOutOfRange(path, v, true);
+          writeAscii(c, formatTime(BigInt(v), 1000000n));
+        },
+        extra: 48,
+      };
     case 'timestamp-millis':
     case 'timestamp-micros':
     case 'local-timestamp-millis':
     case 'local-timestamp-micros': {
       const micros = type.logical.endsWith('micros');
       const utc = !type.logical.startsWith('local');
-      return { step: (c) => writeTimestamp(c, readLong(c), micros, utc), extra: 48 };
+      return {
+        step: (c) => {
+          const v = readLong(c, path);
+          if (v !== v) throw longOutOfRange(path);
+          writeTimestamp(c, v, micros, utc);
+        },
+        extra: 48,
+      };
     }
   }
   return undefined;
 }
 
-/** A byte-level step for this field type, or undefined where avsc decodes it. */
-function stepFor(type: avro.Type): StepPlan | undefined {
-  if (type instanceof PassthroughLogicalType) return logicalStep(type);
+/** A byte-level step for a field of this type (named `path`), or undefined where avsc decodes it. */
+function stepFor(type: avro.Type, path: string): StepPlan | undefined {
+  if (type instanceof PassthroughLogicalType) return logicalStep(type, path);
   if (type instanceof avro.types.UnwrappedUnionType) {
+    // A union of null and one other type (src/avro/types.ts unwraps no other).
     const branches = type.types;
     if (branches.length !== 2) return undefined;
     const nullIndex = branches.findIndex((t) => t.typeName === 'null');
     const inner = branches[1 - nullIndex];
     if (nullIndex < 0 || !inner || inner.typeName === 'null') return undefined;
-    const plan = stepFor(inner);
+    const plan = stepFor(inner, path);
     if (!plan) return undefined;
     const innerStep = plan.step;
     return {
       step: (c) => {
-        const branch = readLong(c);
+        const branch = readInt(c, path);
         if (branch === nullIndex) writeNull(c);
         else if (branch === 1 - nullIndex) innerStep(c);
-        else throw new Malformed(`invalid union index ${branch}`);
+        else throw unionIndexOutOfRange(path, branch, 2);
       },
       extra: plan.extra,
     };
@@ -540,19 +504,33 @@ function stepFor(type: avro.Type): StepPlan | undefined {
     case 'boolean':
       return {
         step: (c) => {
-          if (c.p >= c.end) truncated();
-          c.out[c.o++] = c.src[c.p++] ? 0x74 : 0x66; // t / f
+          c.out[c.o++] = readBoolean(c, path) ? 0x74 : 0x66; // t / f
         },
         extra: 1,
       };
     case 'int':
+      return {
+        step: (c) => {
+          const v = readInt(c, path);
+          if (Number.isNaN(v)) throw intOutOfRange(path);
+          writeInteger(c, v);
+        },
+        extra: 24,
+      };
     case 'long':
     case 'abstract:long': // the BigInt long of src/avro/types.ts
-      return { step: (c) => writeLong(c, readLong(c)), extra: 24 };
+      return {
+        step: (c) => {
+          const v = readLong(c, path);
+          if (v !== v) throw longOutOfRange(path);
+          writeLong(c, v);
+        },
+        extra: 24,
+      };
     case 'float':
       return {
         step: (c) => {
-          if (c.p + 4 > c.end) truncated();
+          if (c.end - c.p < 4) truncated(path);
           writeAscii(c, floatField(c.src.readFloatLE(c.p)));
           c.p += 4;
         },
@@ -561,22 +539,22 @@ function stepFor(type: avro.Type): StepPlan | undefined {
     case 'double':
       return {
         step: (c) => {
-          if (c.p + 8 > c.end) truncated();
+          if (c.end - c.p < 8) truncated(path);
           writeAscii(c, floatField(c.src.readDoubleLE(c.p)));
           c.p += 8;
         },
         extra: 32,
       };
     case 'string':
-      return { step: stringStep, extra: 0 };
+      return { step: stringStep(path), extra: 0 };
     case 'enum': {
       const symbols = (type as avro.types.EnumType).symbols;
       const name = type.name ?? 'enum';
       return {
         step: (c) => {
-          const index = readLong(c);
-          const symbol = typeof index === 'number' ? symbols[index] : undefined;
-          if (symbol === undefined) throw new Malformed(`invalid ${name} enum index: ${index}`);
+          const index = readInt(c, path);
+          const symbol = symbols[index];
+          if (symbol === undefined) throw enumIndexOutOfRange(path, name, index, symbols.length);
           writeAscii(c, symbol);
         },
         extra: Math.max(0, ...symbols.map((s) => s.length)),
@@ -585,10 +563,10 @@ function stepFor(type: avro.Type): StepPlan | undefined {
     case 'bytes':
       return {
         step: (c) => {
-          const len = readLength(c);
+          const len = readLength(c, path);
           const start = c.p;
           c.p += len;
-          writeBytea(c, start, start + len);
+          writeBytea(c, c.src, start, start + len);
         },
         extra: 3,
       };
@@ -597,9 +575,9 @@ function stepFor(type: avro.Type): StepPlan | undefined {
       return {
         step: (c) => {
           const start = c.p;
-          if (start + size > c.end) truncated();
+          if (c.end - start < size) truncated(path);
           c.p += size;
-          writeBytea(c, start, start + size);
+          writeBytea(c, c.src, start, start + size);
         },
         extra: 3,
       };
@@ -613,23 +591,33 @@ function writeNull(c: Cursor): void {
   c.out[c.o++] = 0x4e; // N
 }
 
-/** avsc decodes the field; the column's encoder writes it (output size unknown: checked). */
-function genericStep(type: avro.Type, encode: Column['encode']): Step {
+/**
+ * A field avsc decodes: checked by the compiled validator first (avsc is lenient), then
+ * decoded, then written by the column's encoder (output size unknown: checked). An excluded
+ * field (no encoder) is only checked.
+ */
+function genericStep(type: avro.Type, path: string, encode: Column['encode'] | undefined): Step {
+  const check = compileValidator(type, path);
+  if (!encode) return check;
   return (c) => {
-    let decoded: { value: unknown; offset: number };
-    try {
-      decoded = type.decode(c.src, c.p);
-    } catch (err) {
-      throw new Malformed((err as Error).message);
-    }
-    if (decoded.offset < 0 || decoded.offset > c.end) truncated();
-    c.p = decoded.offset;
-    const v = decoded.value;
+    const start = c.p;
+    check(c);
+    const v = type.decode(c.src, start).value as unknown;
     if (v === null || v === undefined) {
       writeNull(c);
       return;
     }
-    const text = encode(v);
+    let text: string;
+    try {
+      text = encode(v);
+    } catch (err) {
+      // Valid Avro that Postgres cannot store: reported after the body has been read.
+      if (err instanceof RecordError && err.code === 'NUL_IN_STRING') {
+        sawNul();
+        return;
+      }
+      throw err;
+    }
     const room = c.out.length - c.o;
     if (text.length * 3 > room && Buffer.byteLength(text, 'utf8') > room) throw new LineOverflow();
     c.o += c.out.write(text, c.o, 'utf8');
@@ -654,7 +642,7 @@ export interface DirectLineOptions {
 
 /**
  * A line encoder for bodies written with exactly `readerType`, the schema `columns` came from
- * (routeColumns in src/sink/columns.ts).
+ * (routeColumns in src/sink/columns.ts, whose key column type it follows).
  */
 export function buildDirectLineEncoder(
   readerType: avro.types.RecordType,
@@ -663,16 +651,19 @@ export function buildDirectLineEncoder(
 ): DirectLineEncoder {
   const byField = new Map<string, Column>();
   for (const col of columns) if (col.source.kind === 'field') byField.set(col.source.field, col);
-  // Every field of the body is read in schema order; excluded ones are read and dropped.
-  // Field columns are in schema order too (routeColumns), so the line comes out in column order.
+  // Every field of the body is read in schema order; excluded ones are read (checked) and
+  // dropped. Field columns are in schema order too (routeColumns), so the line comes out in
+  // column order.
   const steps: Step[] = [];
   const writes: boolean[] = [];
+  const names: string[] = [];
   let extra = 64 + (opts.upsert ? 32 : 0);
   for (const field of readerType.fields) {
     const col = byField.get(field.name);
-    const plan = stepFor(field.type);
-    steps.push(plan ? plan.step : genericStep(field.type, col ? col.encode : () => ''));
+    const plan = stepFor(field.type, field.name);
+    steps.push(plan ? plan.step : genericStep(field.type, field.name, col?.encode));
     writes.push(col !== undefined);
+    names.push(field.name);
     extra += (plan?.extra ?? 0) + 1;
   }
   const metas: Array<(c: Cursor, meta: RecordMeta) => void> = [];
@@ -685,7 +676,7 @@ export function buildDirectLineEncoder(
         extra += 3 * 249; // Kafka's longest topic name
         metas.push((c, m) => {
           const bytes = topicBytes(m.topic);
-          copyText(c, bytes, 0, bytes.length);
+          copyText(c, bytes, 0, bytes.length, '');
         });
         break;
       case 'partition':
@@ -695,14 +686,39 @@ export function buildDirectLineEncoder(
         metas.push((c, m) => writeInteger(c, m.offset));
         break;
       case 'timestamp':
-        metas.push((c, m) => writeTimestamp(c, Number(m.timestamp), false, true));
+        // Kafka's -1 is "no timestamp": NULL (as the object path writes it).
+        metas.push((c, m) => {
+          const ms = Number(m.timestamp);
+          if (ms >= 0) writeTimestamp(c, ms, false, true);
+          else writeNull(c);
+        });
         break;
       case 'key':
         keyFactor = 3;
-        metas.push((c, m) => {
-          if (m.key === null) writeNull(c);
-          else copyText(c, m.key, 0, m.key.length);
-        });
+        if (col.pgType === 'bytea') {
+          metas.push((c, m) => {
+            if (m.key === null) writeNull(c);
+            else writeBytea(c, m.key, 0, m.key.length);
+          });
+        } else {
+          metas.push((c, m) => {
+            const key = m.key;
+            if (key === null) {
+              writeNull(c);
+              return;
+            }
+            // copyText checks the bytes as it copies them (no second pass over the key); a key a
+            // text column cannot hold gets the object path's error (keyText throws it).
+            writing = KEY;
+            try {
+              copyText(c, key, 0, key.length, '');
+            } catch (err) {
+              if (err instanceof BodyFault) keyText(key);
+              throw err;
+            }
+            if (nulField === KEY) keyText(key);
+          });
+        }
         break;
     }
   }
@@ -729,20 +745,24 @@ export function buildDirectLineEncoder(
       c.end = value.length;
       c.out = out;
       c.o = at;
+      nulField = -1;
       let first = true;
       try {
         for (let i = 0; i < n; i++) {
           if (writes[i]) {
             if (!first) out[c.o++] = TAB;
             first = false;
+            writing = i;
             steps[i]!(c);
           } else {
             const o = c.o;
+            writing = -1;
             steps[i]!(c);
             c.o = o;
           }
         }
-        if (c.p !== c.end) throw new Malformed('trailing data');
+        if (c.p !== c.end) throw trailingData(c.end - c.p);
+        if (nulField >= 0) throw atField(names[nulField]!, nulInString());
         for (const write of metas) {
           if (!first) out[c.o++] = TAB;
           first = false;
@@ -760,14 +780,7 @@ export function buildDirectLineEncoder(
         if (c.o > out.length) throw new LineOverflow();
         return c.o;
       } catch (err) {
-        if (err instanceof Malformed) {
-          throw new RecordError(
-            'avro',
-            'MALFORMED_BODY',
-            `Avro body does not decode with schema id ${id}: ${err.message}`,
-            err,
-          );
-        }
+        if (err instanceof BodyFault) throw bodyError(id, err);
         throw err;
       } finally {
         // Neither the client's message nor the arena chunk stays reachable from here.

@@ -11,12 +11,14 @@
 //
 // The row lock serializes two owners of one partition (a rebalance zombie and the new
 // owner): whoever commits second sees the advanced fence and writes nothing twice.
+import { isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { IHeaders } from 'kafkajs';
 import { PgsinkError } from '../util/errors.ts';
+import { headersFromObject, parseRawHeaders, type HeaderList } from '../kafka/record-headers.ts';
 import type { SinkTables } from './ddl.ts';
 import { isolateRows, type IsolationPlan } from './isolate.ts';
 import { dropStage, ensureStage, type UpsertPlan } from './upsert.ts';
@@ -45,6 +47,8 @@ export interface Entry {
   valueStart: number;
   valueEnd: number;
   headers: IHeaders | undefined;
+  /** The headers' wire bytes (src/kafka/record-headers.ts), for an exact dead letter. */
+  rawHeaders: Buffer | undefined;
   failure?: Failure;
   /**
    * Not a record: offsets [first, offset] hold nothing to write. Either the client filtered
@@ -188,15 +192,33 @@ function partitionLiteral(partition: number): string {
   return String(partition);
 }
 
-function headersJson(headers: IHeaders | undefined): string | null {
-  if (!headers) return null;
-  const out: Record<string, string | string[] | null> = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined) continue;
-    out[k] = Array.isArray(v) ? v.map((x) => x.toString()) : v.toString();
+/**
+ * The `headers` jsonb column of earlier versions, kept for readers of it: {"key": "value"}, a
+ * repeated key's values in an array. Written only when it is exact, i.e. every key and value is
+ * well-formed UTF-8 without NUL (a value may be null); NULL otherwise. header_keys and
+ * header_values hold the headers exactly, always.
+ */
+function legacyHeadersJson(list: HeaderList): string | null {
+  if (list.length === 0) return null;
+  const text = (b: Buffer): string | undefined =>
+    isUtf8(b) && !b.includes(0) ? b.toString('utf8') : undefined;
+  // No prototype: a header named "__proto__" is a key like any other.
+  const out = Object.create(null) as Record<string, string | null | Array<string | null>>;
+  for (const [k, v] of list) {
+    const key = k === null ? undefined : text(k);
+    const value = v === null ? null : text(v);
+    if (key === undefined || value === undefined) return null;
+    const prev = out[key];
+    out[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
   }
-  return JSON.stringify(out).replace(/\\u0000/g, '\\\\u0000');
+  return JSON.stringify(out);
 }
+
+/**
+ * Error messages are pgsink's text, which may quote a value: Postgres text cannot hold a NUL
+ * (written as the two characters \0) nor a lone surrogate (U+FFFD).
+ */
+const messageText = (message: string): string => message.toWellFormed().replace(/\0/g, '\\0');
 
 async function insertDeadLetters(
   client: pg.ClientBase,
@@ -204,12 +226,14 @@ async function insertDeadLetters(
   dead: readonly Entry[],
 ): Promise<void> {
   const CHUNK = 500;
+  const COLUMNS = 12;
   for (let i = 0; i < dead.length; i += CHUNK) {
     const part = dead.slice(i, i + CHUNK);
     const params: unknown[] = [];
     const tuples = part.map((e) => {
       const f = e.failure!;
       const base = params.length;
+      const list = e.rawHeaders ? parseRawHeaders(e.rawHeaders) : headersFromObject(e.headers);
       params.push(
         t.groupId,
         t.topic,
@@ -217,16 +241,20 @@ async function insertDeadLetters(
         e.offset,
         slice(e, e.keyStart, e.keyEnd),
         slice(e, e.valueStart, e.valueEnd),
-        headersJson(e.headers),
+        // bytea[]: node-postgres writes Buffers as \x… elements and null as NULL.
+        list.map(([k]) => k),
+        list.map(([, v]) => v),
+        legacyHeadersJson(list),
         f.source,
         f.code,
-        f.message.replace(/\0/g, '\\0'),
+        messageText(f.message),
       );
-      return `(${Array.from({ length: 10 }, (_, j) => `$${base + j + 1}`).join(',')})`;
+      return `(${Array.from({ length: COLUMNS }, (_, j) => `$${base + j + 1}`).join(',')})`;
     });
     await client.query(
       `INSERT INTO ${t.tables.deadLetters}
-        (group_id, topic, partition, "offset", key, value, headers, error_source, error_code, error_message)
+        (group_id, topic, partition, "offset", key, value, header_keys, header_values, headers,
+         error_source, error_code, error_message)
        VALUES ${tuples.join(',')}`,
       params,
     );

@@ -3,7 +3,7 @@
 // offset per key, deletes on tombstones and INSERTs … ON CONFLICT DO UPDATE the rest.
 import type pg from 'pg';
 import { ConfigError } from '../util/errors.ts';
-import { quoteIdent, quoteQualified } from './columns.ts';
+import { keyText, quoteIdent, quoteQualified } from './columns.ts';
 import { escapeText, NULL_FIELD } from './copy-text.ts';
 
 const OFFSET_COL = '__pgsink_offset';
@@ -79,10 +79,13 @@ export function upsertLine(line: string, offset: number): string {
   return `${line.slice(0, -1)}\t${offset}\tu\n`;
 }
 
-/** A tombstone as a staging line: the key from the Kafka key, everything else NULL. */
+/**
+ * A tombstone as a staging line: the key from the Kafka key (as text, so it must be well-formed
+ * UTF-8 without NUL: never altered), everything else NULL.
+ */
 export function deleteLine(plan: UpsertPlan, key: Buffer, offset: number): string {
   const fields = new Array<string>(plan.columnCount).fill(NULL_FIELD);
-  fields[plan.keyIndex] = escapeText(key.toString('utf8'));
+  fields[plan.keyIndex] = escapeText(keyText(key));
   return `${fields.join('\t')}\t${offset}\td\n`;
 }
 

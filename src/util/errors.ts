@@ -32,7 +32,12 @@ export class ConfigError extends PgsinkError {
 
 /** A record that cannot be decoded or mapped: it is dead-lettered, never retried. */
 export class RecordError extends PgsinkError {
-  constructor(source: 'avro' | 'registry' | 'internal', code: string, message: string, cause?: unknown) {
+  constructor(
+    source: 'avro' | 'registry' | 'kafka' | 'internal',
+    code: string,
+    message: string,
+    cause?: unknown,
+  ) {
     super(source, message, { code, retriable: false, cause });
   }
 }

@@ -17,6 +17,13 @@ import { startRegistryStub } from '../support/registry-stub.ts';
 import { countRows, testConfig, waitFor } from '../support/pipeline.ts';
 import { connectedProducer, createTopic, kafkaClient, pgPool, uniqueName } from '../support/services.ts';
 
+/** A timestamp-micros inside jsonb: an ISO-8601 string to the microsecond (README, the jsonb mapping). */
+function isoMicros(micros: bigint): string {
+  const ms = micros >= 0n ? micros / 1000n : -((-micros + 999n) / 1000n);
+  const rest = micros - ms * 1000n;
+  return new Date(Number(ms)).toISOString().replace('Z', `${String(rest).padStart(3, '0')}Z`);
+}
+
 const kafka = kafkaClient();
 const pool = pgPool();
 const logger = createLogger('error');
@@ -161,14 +168,14 @@ async function expectOrders(table: string, expected: Order[]): Promise<void> {
       id: o.id.toString(),
       c_name: o.customer.name,
       c_home_city: o.customer.home.city,
-      c_home_since: o.customer.home.since.toString(),
+      c_home_since: isoMicros(o.customer.home.since),
       c_work_type: o.customer.work ? 'object' : 'null',
       c_work_city: o.customer.work?.city ?? null,
-      c_work_since: o.customer.work?.since.toString() ?? null,
+      c_work_since: o.customer.work ? isoMicros(o.customer.work.since) : null,
       units: o.total.units.toString(),
       currency: o.total.currency,
       ship_city: o.ship_to.city,
-      ship_since: o.ship_to.since.toString(),
+      ship_since: isoMicros(o.ship_to.since),
     }));
   expect(rows).toEqual(want);
 }

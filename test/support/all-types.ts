@@ -67,7 +67,8 @@ export interface AllTypesRecord {
   tsu: bigint;
   lts: bigint;
   ns: string | null;
-  uni: string | bigint | null;
+  /** A union of three branches decodes wrapped: { string: … } or { long: … } (src/avro/types.ts). */
+  uni: { string: string } | { long: bigint } | null;
   rec: { x: number; y: string };
   m: Record<string, bigint>;
   ai: number[];
@@ -105,7 +106,11 @@ export const allTypesRecord: fc.Arbitrary<Omit<AllTypesRecord, 'id'>> = fc.recor
   tsu: fc.bigInt(TS_US),
   lts: fc.bigInt(TS_US),
   ns: fc.option(text, { nil: null }),
-  uni: fc.oneof(fc.constant(null), text, fc.bigInt({ min: -(2n ** 52n), max: 2n ** 52n })),
+  uni: fc.oneof(
+    fc.constant(null),
+    text.map((s) => ({ string: s })),
+    fc.bigInt({ min: -(2n ** 52n), max: 2n ** 52n }).map((l) => ({ long: l })),
+  ),
   rec: fc.record({ x: fc.integer(), y: text }),
   m: fc.dictionary(text, fc.bigInt({ min: -(2n ** 52n), max: 2n ** 52n }), { maxKeys: 3 }),
   ai: fc.array(fc.integer(), { maxLength: 5 }),

@@ -12,6 +12,7 @@ import {
   quoteQualified,
   type RecordMeta,
 } from '../../src/sink/columns.ts';
+import { buildUpsertPlan, deleteLine } from '../../src/sink/upsert.ts';
 import { ConfigError, RecordError } from '../../src/util/errors.ts';
 
 const route = (r: Record<string, unknown> = {}): RouteConfig =>
@@ -132,10 +133,12 @@ const CASES: Array<[string, unknown, unknown, string, string]> = [
     '0.5',
     'numeric(5,1)',
   ],
-  ['multi_s', ['null', 'string', 'int'], 'a\tb', '"a\\\\tb"', 'jsonb'],
-  ['multi_i', ['null', 'string', 'int'], 7, '7', 'jsonb'],
+  // Every union but null + one type is {"<branch>": value} (src/avro/types.ts, src/sink/jsonb.ts).
+  ['multi_s', ['null', 'string', 'int'], { string: 'a\tb' }, '{"string":"a\\\\tb"}', 'jsonb'],
+  ['multi_i', ['null', 'string', 'int'], { int: 7 }, '{"int":7}', 'jsonb'],
   ['multi_null', ['null', 'string', 'int'], null, '\\N', 'jsonb'],
-  ['multi_nn', ['string', 'boolean'], true, 'true', 'jsonb NOT NULL'],
+  ['multi_nn', ['string', 'boolean'], { boolean: true }, '{"boolean":true}', 'jsonb NOT NULL'],
+  ['single', ['long'], { long: 3n }, '{"long":3}', 'jsonb NOT NULL'],
   [
     'rec',
     {
@@ -230,8 +233,8 @@ const CASES: Array<[string, unknown, unknown, string, string]> = [
   [
     'amulti',
     { type: 'array', items: ['null', 'string', 'int'] },
-    ['a', 1, null],
-    '["a",1,null]',
+    [{ string: 'a' }, { int: 1 }, null],
+    '[{"string":"a"},{"int":1},null]',
     'jsonb NOT NULL',
   ],
   ['nai', ['null', { type: 'array', items: 'int' }], [4], '{"4"}', 'integer[]'],
@@ -362,7 +365,7 @@ describe('buildColumnPlan: a realistic schema, exact lines', () => {
       'text NOT NULL',
       'integer NOT NULL',
       'bigint NOT NULL',
-      'timestamptz NOT NULL',
+      'timestamptz',
       'text',
     ]);
     const v = decoded(type, { id: 1, name: 'a', price: decimalBytes(0n), at: 0n, tags: [], note: null });
@@ -569,6 +572,199 @@ describe('buildColumnPlan: wrapped unions', () => {
   // the column is declared NOT NULL although the encoder writes \N for the null branch.
   it('a wrapped union with a null branch is a nullable jsonb column', () => {
     expect(plan.pgTypes).toEqual(['jsonb', 'jsonb', 'jsonb NOT NULL']);
+  });
+});
+
+describe('buildColumnPlan: nested values in jsonb, one mapping at every depth', () => {
+  const Dec = { type: 'bytes', logicalType: 'decimal', precision: 12, scale: 2 };
+  const inner = {
+    type: 'record',
+    name: 'Inner',
+    fields: [
+      { name: 'dec', type: Dec },
+      {
+        name: 'dec0',
+        type: { type: 'fixed', name: 'D4', size: 4, logicalType: 'decimal', precision: 9, scale: 0 },
+      },
+      { name: 'dt', type: { type: 'int', logicalType: 'date' } },
+      { name: 'tms', type: { type: 'int', logicalType: 'time-millis' } },
+      { name: 'tus', type: { type: 'long', logicalType: 'time-micros' } },
+      { name: 'tsm', type: { type: 'long', logicalType: 'timestamp-millis' } },
+      { name: 'tsu', type: { type: 'long', logicalType: 'timestamp-micros' } },
+      { name: 'ltm', type: { type: 'long', logicalType: 'local-timestamp-millis' } },
+      { name: 'ltu', type: { type: 'long', logicalType: 'local-timestamp-micros' } },
+      { name: 'u', type: { type: 'string', logicalType: 'uuid' } },
+      { name: 'by', type: 'bytes' },
+      { name: 'fx', type: { type: 'fixed', name: 'F2', size: 2 } },
+      { name: 'e', type: { type: 'enum', name: 'E', symbols: ['A', 'B'] } },
+      { name: 'l', type: 'long' },
+      { name: 'd', type: { type: 'array', items: 'double' } },
+      { name: 'ns', type: ['null', 'string'] },
+      { name: 'multi', type: ['null', 'double', 'string', Dec] },
+    ],
+  };
+  const type = typeForSchema(
+    record([
+      { name: 'rec', type: inner },
+      { name: 'm', type: { type: 'map', values: Dec } },
+      {
+        name: 'arr',
+        type: {
+          type: 'array',
+          items: { type: 'map', values: ['null', { type: 'long', logicalType: 'timestamp-micros' }] },
+        },
+      },
+      { name: 'u3', type: ['null', 'string', { type: 'long', logicalType: 'timestamp-millis' }, Dec] },
+    ]),
+  );
+  const plan = buildColumnPlan(type, route());
+  const value = {
+    rec: {
+      dec: decimalBytes(-4_810_942_237n),
+      dec0: Buffer.from([0xff, 0xff, 0xff, 0xfe]),
+      dt: -719_529,
+      tms: 86_399_999,
+      tus: 1n,
+      tsm: -1n,
+      tsu: 2n ** 63n - 1n,
+      ltm: 0n,
+      ltu: 253_402_300_800_000_000n,
+      u: '0b9e2a4c-7d1f-4c3b-a2e1-9f8d7c6b5a40',
+      by: Buffer.from([0, 0xff]),
+      fx: Buffer.from([0xab, 0xcd]),
+      e: 'B',
+      l: -(2n ** 63n),
+      d: [Number.NaN, Infinity, -Infinity, -0, 0.1],
+      ns: null,
+      multi: { double: Number.NaN },
+    },
+    m: { a: decimalBytes(150n), '': decimalBytes(-5n) },
+    arr: [{ t: 0n, n: null }],
+    u3: { 'test.Decimal': null },
+  };
+
+  it('writes each logical type by the mapping (exact digits and scale, ISO 8601, wrapped unions)', () => {
+    const v = { ...value, u3: { string: 'NaN' } };
+    const json = plan
+      .encode(decoded(type, v), meta())
+      .slice(0, -1)
+      .split('\t')
+      .map((f) => f.replace(/\\\\/g, '\\'));
+    expect(plan.pgTypes).toEqual(['jsonb NOT NULL', 'jsonb NOT NULL', 'jsonb NOT NULL', 'jsonb']);
+    expect(json[0]).toBe(
+      '{"dec":-48109422.37,"dec0":-2,"dt":"-000001-12-31","tms":"23:59:59.999","tus":"00:00:00.000001",' +
+        '"tsm":"1969-12-31T23:59:59.999Z","tsu":"+294247-01-10T04:00:54.775807Z","ltm":"1970-01-01T00:00:00.000",' +
+        '"ltu":"+010000-01-01T00:00:00.000000","u":"0b9e2a4c-7d1f-4c3b-a2e1-9f8d7c6b5a40","by":"\\\\x00ff",' +
+        '"fx":"\\\\xabcd","e":"B","l":-9223372036854775808,"d":["NaN","Infinity","-Infinity","-0",0.1],"ns":null,' +
+        '"multi":{"double":"NaN"}}',
+    );
+    expect(json[1]).toBe('{"a":1.50,"":-0.05}');
+    expect(json[2]).toBe('[{"t":"1970-01-01T00:00:00.000000Z","n":null}]');
+    // A "NaN" string under the string branch cannot be taken for the double NaN above.
+    expect(json[3]).toBe('{"string":"NaN"}');
+    const line = plan.encode(decoded(type, { ...v, u3: { bytes: decimalBytes(1n) } }), meta());
+    expect(line.slice(0, -1).split('\t')[3]).toBe('{"bytes":0.01}');
+    expect(
+      plan
+        .encode(decoded(type, { ...v, u3: null }), meta())
+        .slice(0, -1)
+        .split('\t')[3],
+    ).toBe('\\N');
+  });
+
+  it('keeps a map key "__proto__" as a key', () => {
+    const t = typeForSchema(record([{ name: 'm', type: { type: 'map', values: 'int' } }]));
+    const key = Buffer.from('__proto__');
+    // One block of one entry: key "__proto__" → 5; then the end of the map.
+    const body = Buffer.concat([Buffer.from([2, key.length * 2]), key, Buffer.from([10, 0])]);
+    expect(buildColumnPlan(t, route()).encode(t.fromBuffer(body) as Record<string, unknown>, meta())).toBe(
+      '{"__proto__":5}\n',
+    );
+  });
+
+  it('refuses a reader schema with a record field named __proto__ (a JS object cannot hold it)', () => {
+    const t = typeForSchema(
+      record([
+        { name: 'r', type: { type: 'record', name: 'P', fields: [{ name: '__proto__', type: 'int' }] } },
+      ]),
+    );
+    expect(thrown(() => buildColumnPlan(t, route()))).toBeInstanceOf(ConfigError);
+  });
+});
+
+describe('buildColumnPlan: values the reader cannot take exactly (evolved writers)', () => {
+  // The validator refuses these in bodies written with the reader schema; values resolved from
+  // another writer (a plain int read as time-millis, bytes as decimal) meet the encoders' own check.
+  const type = typeForSchema(
+    record([
+      { name: 't', type: { type: 'int', logicalType: 'time-millis' } },
+      { name: 'dec', type: { type: 'bytes', logicalType: 'decimal', precision: 4, scale: 1 } },
+      {
+        name: 'rec',
+        type: {
+          type: 'record',
+          name: 'R',
+          fields: [{ name: 'tu', type: { type: 'long', logicalType: 'time-micros' } }],
+        },
+      },
+      { name: 's', type: 'string' },
+    ]),
+  );
+  const plan = buildColumnPlan(type, route());
+  const ok = { t: 0, dec: Buffer.from([1]), rec: { tu: 0 }, s: 'x' };
+  it.each([
+    ['t', { t: -1 }, 'TIME_OUT_OF_RANGE', "field 't': time-millis -1 is not a time of day"],
+    ['t', { t: 86_400_000 }, 'TIME_OUT_OF_RANGE', "field 't': time-millis 86400000"],
+    ['dec', { dec: Buffer.alloc(0) }, 'EMPTY_DECIMAL', "field 'dec': decimal has no bytes"],
+    ['rec', { rec: { tu: -1 } }, 'TIME_OUT_OF_RANGE', "field 'rec': time-micros -1"],
+    ['s', { s: 'a\0' }, 'NUL_IN_STRING', "field 's': string contains a NUL"],
+  ] as const)('%s: %s is %s', (_f, patch, code, message) => {
+    const err = thrown(() => plan.encode({ ...ok, ...patch }, meta()));
+    expect(err).toBeInstanceOf(RecordError);
+    expect((err as RecordError).code).toBe(code);
+    expect((err as RecordError).message).toContain(message);
+  });
+});
+
+describe('buildColumnPlan: Kafka metadata written exactly', () => {
+  const type = typeForSchema(record([{ name: 'id', type: 'int' }]));
+  const text = buildColumnPlan(type, route({ metadata: { timestamp: '_ts', key: '_key' } }));
+  const bytea = buildColumnPlan(type, route({ metadata: { key: '_key' } }), { key: 'bytea' });
+
+  it('writes a record without a timestamp (Kafka: -1, or any negative) as NULL', () => {
+    expect(text.encode({ id: 1 }, meta({ timestamp: '-1', key: null }))).toBe('1\t\\N\t\\N\n');
+    expect(text.encode({ id: 1 }, meta({ timestamp: '-42', key: null }))).toBe('1\t\\N\t\\N\n');
+    expect(text.encode({ id: 1 }, meta({ timestamp: '0', key: null }))).toBe(
+      '1\t1970-01-01 00:00:00.000+00\t\\N\n',
+    );
+  });
+
+  it.each([
+    ['ff fe 41 c3', 'byte 0 of 4 starts an ill-formed sequence (ff fe 41 c3)'],
+    ['61 ed a0 80', 'byte 1 of 4 starts an ill-formed sequence (ed a0 80)'],
+    ['c0 80', 'byte 0 of 2 starts an ill-formed sequence (c0 80)'],
+  ])('refuses a key that is not UTF-8 (%s) for a text key column: INVALID_UTF8', (hex, detail) => {
+    const key = Buffer.from(hex.replace(/ /g, ''), 'hex');
+    const err = thrown(() => text.encode({ id: 1 }, meta({ key })));
+    expect((err as RecordError).code).toBe('INVALID_UTF8');
+    expect((err as RecordError).message).toContain(`the Kafka key is not well-formed UTF-8: ${detail}`);
+    // A bytea key column takes any key as it is.
+    expect(bytea.encode({ id: 1 }, meta({ key }))).toBe(`1\t\\\\x${key.toString('hex')}\n`);
+  });
+
+  it('a tombstone delete takes the key as text under the same rule', () => {
+    const plan = buildUpsertPlan(0, 'public.events', ['id'], ['id']);
+    expect(deleteLine(plan, Buffer.from('42'), 7)).toBe('42\t7\td\n');
+    const err = thrown(() => deleteLine(plan, Buffer.from([0x34, 0xc0, 0x80]), 7));
+    expect((err as RecordError).code).toBe('INVALID_UTF8');
+    expect((thrown(() => deleteLine(plan, Buffer.from([0x34, 0]), 7)) as RecordError).code).toBe(
+      'NUL_IN_STRING',
+    );
+  });
+
+  it('a bytea key column is typed bytea', () => {
+    expect(bytea.pgTypes).toEqual(['integer NOT NULL', 'bytea']);
+    expect(bytea.encode({ id: 1 }, meta({ key: null }))).toBe('1\t\\N\n');
   });
 });
 

@@ -13,9 +13,14 @@ import {
   formatDecimal,
   formatTime,
   formatTimestamp,
+  isoDate,
+  isoTimestamp,
+  jsonBytes,
+  jsonFloat,
+  jsonString,
   NULL_FIELD,
-  toJson,
 } from '../../src/sink/copy-text.ts';
+import { BodyFault } from '../../src/avro/strict.ts';
 import { RecordError } from '../../src/util/errors.ts';
 
 /** Reverses COPY text escaping for one field (what the server does). */
@@ -281,6 +286,20 @@ describe('formatTime', () => {
     expect(formatTime(86_399_999_999n, US)).toBe('23:59:59.999999');
   });
 
+  it('refuses a count outside one day (TIME_OUT_OF_RANGE) instead of writing 00:00:00.-000001', () => {
+    for (const [v, units] of [
+      [-1n, US],
+      [-1n, MS],
+      [86_400_000n, MS],
+      [86_400_000_000n, US],
+      [2n ** 40n, US],
+    ] as const) {
+      const err = thrown(() => formatTime(v, units));
+      expect(err).toBeInstanceOf(BodyFault);
+      expect((err as BodyFault).code).toBe('TIME_OUT_OF_RANGE');
+    }
+  });
+
   it('agrees with the time part of toISOString for every millisecond of a day (sampled)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 86_399_999 }), (ms) => {
@@ -327,8 +346,10 @@ describe('formatDecimal', () => {
     expect(formatDecimal(Buffer.from([0xff, 0xff]), 1)).toBe('-0.1');
   });
 
-  it('treats an empty value as zero', () => {
-    expect(formatDecimal(Buffer.alloc(0), 0)).toBe('0');
+  it('refuses an empty value (EMPTY_DECIMAL) instead of reading it as zero', () => {
+    const err = thrown(() => formatDecimal(Buffer.alloc(0), 0));
+    expect(err).toBeInstanceOf(BodyFault);
+    expect((err as BodyFault).code).toBe('EMPTY_DECIMAL');
   });
 
   it('formats values beyond 64 bits exactly', () => {
@@ -364,68 +385,71 @@ describe('formatDecimal', () => {
 
 // ------------------------------------------------------------------ JSON and arrays
 
-describe('toJson', () => {
-  it('writes longs exactly', () => {
-    expect(toJson(9_223_372_036_854_775_807n)).toBe('9223372036854775807');
-    expect(toJson(-9_223_372_036_854_775_808n)).toBe('-9223372036854775808');
-    expect(toJson({ id: 9_007_199_254_740_993n })).toBe('{"id":9007199254740993}');
-    expect(toJson([1n, 2n])).toBe('[1,2]');
+describe('jsonb scalars', () => {
+  it('writes doubles as JSON numbers, and NaN, the infinities and -0 as strings', () => {
+    expect(jsonFloat(1.5)).toBe('1.5');
+    expect(jsonFloat(1e21)).toBe('1e+21');
+    expect(jsonFloat(5e-324)).toBe('5e-324');
+    expect(jsonFloat(0)).toBe('0');
+    expect(jsonFloat(-0)).toBe('"-0"');
+    expect(jsonFloat(Number.NaN)).toBe('"NaN"');
+    expect(jsonFloat(Infinity)).toBe('"Infinity"');
+    expect(jsonFloat(-Infinity)).toBe('"-Infinity"');
   });
 
-  it('writes bytes as a \\x hex string', () => {
-    expect(toJson(Buffer.from([0x01, 0xab]))).toBe('"\\\\x01ab"');
-    expect(JSON.parse(toJson(Buffer.from([0x01, 0xab])))).toBe('\\x01ab');
-    expect(toJson({ b: Buffer.alloc(0) })).toBe('{"b":"\\\\x"}');
-  });
-
-  it('writes a Map as an object', () => {
-    expect(
-      toJson(
-        new Map<string, unknown>([
-          ['a', 1],
-          ['b', [true, null]],
-        ]),
-      ),
-    ).toBe('{"a":1,"b":[true,null]}');
-    expect(toJson(new Map([[1, 'x']]))).toBe('{"1":"x"}');
-  });
-
-  it('keeps NaN and infinities as strings instead of null', () => {
-    expect(toJson(Number.NaN)).toBe('"NaN"');
-    expect(toJson(Infinity)).toBe('"Infinity"');
-    expect(toJson(-Infinity)).toBe('"-Infinity"');
-    expect(toJson({ x: Number.NaN })).toBe('{"x":"NaN"}');
-  });
-
-  it('writes scalars, nulls and nesting', () => {
-    expect(toJson(null)).toBe('null');
-    expect(toJson(undefined)).toBe('null');
-    expect(toJson(true)).toBe('true');
-    expect(toJson(false)).toBe('false');
-    expect(toJson(1.5)).toBe('1.5');
-    expect(toJson('a"b\\c\n')).toBe('"a\\"b\\\\c\\n"');
-    expect(toJson({ a: { b: [1, 'two', null, { c: false }] } })).toBe(
-      '{"a":{"b":[1,"two",null,{"c":false}]}}',
-    );
-    expect(toJson([])).toBe('[]');
-    expect(toJson({})).toBe('{}');
-  });
-
-  it('matches JSON.stringify on plain JSON values', () => {
+  it('round-trips every double through its JSON text', () => {
     fc.assert(
-      fc.property(fc.jsonValue(), (v) => {
-        expect(toJson(v)).toBe(JSON.stringify(v));
+      fc.property(fc.double(), (d) => {
+        const text = jsonFloat(d);
+        const back = text.startsWith('"') ? Number(JSON.parse(text) as string) : Number(text);
+        expect(Object.is(back, d)).toBe(true);
       }),
-      { numRuns: 300 },
+      { numRuns: 2_000 },
     );
   });
 
-  it('rejects values JSON cannot hold with a RecordError', () => {
-    for (const v of [() => 1, Symbol('s')]) {
-      const err = thrown(() => toJson(v));
-      expect(err).toBeInstanceOf(RecordError);
-      expect((err as RecordError).code).toBe('UNSUPPORTED_VALUE');
-    }
+  it('writes strings as JSON strings and refuses a NUL (jsonb cannot store \\u0000)', () => {
+    expect(jsonString('a"b\\c\n\t')).toBe('"a\\"b\\\\c\\n\\t"');
+    expect(jsonString('𝄞 é')).toBe('"𝄞 é"');
+    const err = thrown(() => jsonString('a\0b'));
+    expect(err).toBeInstanceOf(RecordError);
+    expect((err as RecordError).code).toBe('NUL_IN_STRING');
+  });
+
+  it('writes bytes as the string \\x + hex', () => {
+    expect(jsonBytes(Buffer.from([0x01, 0xab]))).toBe('"\\\\x01ab"');
+    expect(JSON.parse(jsonBytes(Buffer.from([0x01, 0xab])))).toBe('\\x01ab');
+    expect(jsonBytes(Buffer.alloc(0))).toBe('"\\\\x"');
+  });
+});
+
+describe('ISO 8601 dates and timestamps (jsonb)', () => {
+  it('writes years 0000..9999 in four digits and others as expanded years', () => {
+    expect(isoDate(0n)).toBe('1970-01-01');
+    expect(isoDate(-719_528n)).toBe('0000-01-01'); // 1 BC
+    expect(isoDate(-719_529n)).toBe('-000001-12-31'); // 2 BC
+    expect(isoDate(2_932_896n)).toBe('9999-12-31');
+    expect(isoDate(2_932_897n)).toBe('+010000-01-01');
+    expect(isoDate(BigInt(2 ** 31 - 1))).toBe('+5881580-07-11');
+    expect(isoDate(BigInt(-(2 ** 31)))).toBe('-5877641-06-23');
+  });
+
+  it('agrees with Date.prototype.toISOString wherever Date reaches', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: -8_640_000_000_000_000, max: 8_640_000_000_000_000 }), (ms) => {
+        expect(isoTimestamp(ms, MS, true)).toBe(new Date(ms).toISOString());
+        expect(isoDate(BigInt(Math.floor(ms / 86_400_000)))).toBe(new Date(ms).toISOString().slice(0, -14));
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('is exact to the microsecond, any long, with or without a zone', () => {
+    expect(isoTimestamp(-1n, US, true)).toBe('1969-12-31T23:59:59.999999Z');
+    expect(isoTimestamp(1n, US, false)).toBe('1970-01-01T00:00:00.000001');
+    expect(isoTimestamp(2n ** 63n - 1n, US, true)).toBe('+294247-01-10T04:00:54.775807Z');
+    expect(isoTimestamp(-(2n ** 63n), US, false)).toBe('-290308-12-21T19:59:05.224192');
+    expect(isoTimestamp(-(2n ** 63n), MS, true)).toBe('-292275055-05-16T16:47:04.192Z');
   });
 });
 

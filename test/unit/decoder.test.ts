@@ -130,8 +130,16 @@ describe('RouteDecoder: same writer and reader', () => {
   });
 
   it('rejects a body that is not Avro at all', () => {
+    // The first field is an int: a varint of eleven bytes does not fit in 32 bits.
     const value = frame(7, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
-    expect((syncThrown(() => decoder.decode(value)) as RecordError).code).toBe('MALFORMED_BODY');
+    const err = syncThrown(() => decoder.decode(value)) as RecordError;
+    expect(err.code).toBe('INT_OUT_OF_RANGE');
+    expect(err.message).toBe(
+      "Avro body does not decode with schema id 7: field 'id': int varint does not fit in 32 bits",
+    );
+    expect(
+      (syncThrown(() => decoder.decode(frame(7, Buffer.from('not avro at all')))) as RecordError).code,
+    ).toBe('MALFORMED_BODY');
   });
 });
 
@@ -268,6 +276,85 @@ describe('RouteDecoder: writer → reader evolution', () => {
       score: 1.5,
     });
     expect(stub.loads.sort()).toEqual([1, 3]);
+  });
+});
+
+describe('RouteDecoder: strict resolution of evolved writers', () => {
+  const decoderFor = async (writer: AvroType, reader: AvroType, value: Buffer): Promise<RouteDecoder> => {
+    const stub = new StubWriters();
+    stub.types.set(1, writer);
+    const d = new RouteDecoder(reader, stub);
+    await d.prepare([value]);
+    return d;
+  };
+
+  it('refuses a long or int promoted to double or float when the value would be rounded (INEXACT_PROMOTION)', async () => {
+    const w = typeForSchema(
+      user([
+        { name: 'l', type: 'long' },
+        { name: 'i', type: 'int' },
+      ]),
+    );
+    const r = typeForSchema(
+      user([
+        { name: 'l', type: 'double' },
+        { name: 'i', type: 'float' },
+      ]),
+    );
+    const exact = frame(1, w.toBuffer({ l: 2n ** 53n, i: 2 ** 24 }));
+    const d = await decoderFor(w, r, exact);
+    expect(d.decode(exact)).toMatchObject({ l: 2 ** 53, i: 2 ** 24 });
+    for (const [l, i] of [
+      [2n ** 53n + 1n, 1],
+      [-(2n ** 63n) + 1n, 1],
+      [1n, 2 ** 24 + 1],
+    ] as const) {
+      const err = syncThrown(() => d.decode(frame(1, w.toBuffer({ l, i })))) as RecordError;
+      expect(err.code).toBe('INEXACT_PROMOTION');
+      expect(err.message).toMatch(/has no exact (double|float) value/);
+    }
+  });
+
+  it('refuses bytes read as a string when they are not UTF-8 (INVALID_UTF8)', async () => {
+    const w = typeForSchema(user([{ name: 'b', type: 'bytes' }]));
+    const r = typeForSchema(user([{ name: 'b', type: 'string' }]));
+    const ok = frame(1, w.toBuffer({ b: Buffer.from('hé') }));
+    const d = await decoderFor(w, r, ok);
+    expect(d.decode(ok)).toMatchObject({ b: 'hé' });
+    const err = syncThrown(() =>
+      d.decode(frame(1, w.toBuffer({ b: Buffer.from([0x61, 0xff]) }))),
+    ) as RecordError;
+    expect(err.code).toBe('INVALID_UTF8');
+  });
+
+  it("resolves a writer's type into the reader union's branch of that type, not into one it would be promoted to", async () => {
+    const w = typeForSchema(user([{ name: 'x', type: 'long' }]));
+    const r = typeForSchema(user([{ name: 'x', type: ['null', 'double', 'long'] }]));
+    const v = frame(1, w.toBuffer({ x: 2n ** 53n + 1n }));
+    const d = await decoderFor(w, r, v);
+    expect(d.decode(v)).toMatchObject({ x: { long: 2n ** 53n + 1n } });
+    // With no long branch, the promotion is taken (and must be exact).
+    const r2 = typeForSchema(user([{ name: 'x', type: ['null', 'string', 'double'] }]));
+    const small = frame(1, w.toBuffer({ x: 5n }));
+    const d2 = await decoderFor(w, r2, small);
+    expect(d2.decode(small)).toMatchObject({ x: { double: 5 } });
+    expect((syncThrown(() => d2.decode(v)) as RecordError).code).toBe('INEXACT_PROMOTION');
+  });
+
+  it("checks the writer's whole body, the fields the reader drops too", async () => {
+    const w = typeForSchema(
+      user([
+        { name: 'keep', type: 'int' },
+        { name: 'gone', type: 'boolean' },
+      ]),
+    );
+    const r = typeForSchema(user([{ name: 'keep', type: 'int' }]));
+    const good = frame(1, Buffer.from([2, 1]));
+    const d = await decoderFor(w, r, good);
+    expect(d.decode(good)).toMatchObject({ keep: 1 });
+    const err = syncThrown(() => d.decode(frame(1, Buffer.from([2, 7])))) as RecordError;
+    expect(err.code).toBe('BOOLEAN_OUT_OF_RANGE');
+    expect(err.message).toContain("field 'gone': boolean byte is 7");
   });
 });
 

@@ -15,6 +15,7 @@ import {
   type KafkajsDecoder,
   type RecordBatchDecoder,
 } from '../../src/kafka/record-batch-decoder.ts';
+import { parseRawHeaders } from '../../src/kafka/record-headers.ts';
 
 const require = createRequire(import.meta.url);
 const load = (path: string): unknown => require(`kafkajs/${path}`);
@@ -93,13 +94,14 @@ interface TestRecord {
   offsetDelta: number;
   key: Buffer | null;
   value: Buffer | null;
-  headers: Array<[string | null, Buffer | null]>;
+  headers: Array<[string | Buffer | null, Buffer | null]>;
 }
 
 function encodeRecord(r: TestRecord): Buffer {
   const body = new Bytes().int8(0).varlong(r.timestampDelta).varint(r.offsetDelta);
   body.varBytes(r.key).varBytes(r.value).varint(r.headers.length);
-  for (const [k, v] of r.headers) body.varBytes(k === null ? null : Buffer.from(k)).varBytes(v);
+  for (const [k, v] of r.headers)
+    body.varBytes(k === null ? null : Buffer.isBuffer(k) ? k : Buffer.from(k)).varBytes(v);
   const b = body.buffer;
   return new Bytes().varint(b.length).push(b).buffer;
 }
@@ -141,6 +143,40 @@ function encodeBatch(b: TestBatch): Buffer {
   return new Bytes().int64(b.firstOffset).int32(body.length).push(body).buffer;
 }
 
+/**
+ * pgsink's decoder adds `rawHeaders` (the header section's wire bytes) to each record; kafkajs'
+ * has no such field. It is checked here against the record's own headers object (regrouped as
+ * kafkajs groups them) and then removed, so that the rest compares strictly.
+ */
+function withoutRawHeaders(batch: { records: Array<Record<string, unknown>> }): unknown {
+  const records = batch.records.map((r) => {
+    // A marker for an unreadable batch is compared as it is (its mark is not enumerable).
+    if (unreadableOf(r)) return r;
+    const { rawHeaders, ...rest } = r;
+    const headers = r['headers'] as Record<string, unknown>;
+    if (Object.keys(headers).length === 0) {
+      expect(rawHeaders).toBeNull();
+    } else {
+      expect(Buffer.isBuffer(rawHeaders)).toBe(true);
+      const grouped: Record<string, unknown> = {};
+      for (const [k, v] of parseRawHeaders(rawHeaders as Buffer)) {
+        const name = k === null ? 'null' : k.toString('utf8');
+        const prev = Object.hasOwn(grouped, name) ? grouped[name] : undefined;
+        const next = prev === undefined ? v : Array.isArray(prev) ? [...(prev as unknown[]), v] : [prev, v];
+        Object.defineProperty(grouped, name, {
+          value: next,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      expect(grouped).toEqual(headers);
+    }
+    return rest;
+  });
+  return { ...batch, records };
+}
+
 async function decodeWith(
   decode: RecordBatchDecoder,
   bytes: Buffer,
@@ -148,7 +184,10 @@ async function decodeWith(
   const d = new Decoder(bytes);
   try {
     const results: unknown[] = [];
-    while (d.offset < bytes.length) results.push(await decode(d));
+    while (d.offset < bytes.length) {
+      const batch = await decode(d);
+      results.push(decode === fast ? withoutRawHeaders(batch as never) : batch);
+    }
     return { result: results, offset: d.offset };
   } catch (err) {
     return { error: `${(err as Error).name}: ${(err as Error).message}` };
@@ -274,6 +313,34 @@ describe('record batch decoder (kafkajs 2.2.4 replacement)', () => {
     expect(Object.getOwnPropertyDescriptor(headers, '__proto__')?.value).toEqual(Buffer.from('p'));
     expect(headers.toString).toEqual(Buffer.from('t'));
     expect(headers.constructor).toEqual([Buffer.from('c1'), Buffer.from('c2')]);
+  });
+
+  it('keeps the header section as it is on the wire: order, repeated keys, null values, any key bytes', async () => {
+    const headers: Array<[string | Buffer | null, Buffer | null]> = [
+      ['b', Buffer.from([0xff, 0x00, 0xfe])],
+      ['1', Buffer.from('one')],
+      ['b', null],
+      [Buffer.from([0xc3, 0x28]), Buffer.from('\\u0000')],
+      [null, Buffer.from('nameless')],
+      ['', Buffer.alloc(0)],
+      ['a', Buffer.from([0])],
+    ];
+    const bytes = encodeBatch({
+      firstOffset: 0n,
+      firstTimestamp: 1n,
+      maxTimestamp: 1n,
+      attributes: 0,
+      records: [rec({ headers }), rec({ offsetDelta: 1 })],
+    });
+    const out = await fast(new Decoder(bytes));
+    const [withHeaders, without] = out.records;
+    expect(without!.rawHeaders).toBeNull();
+    const list = parseRawHeaders(withHeaders!.rawHeaders!);
+    expect(list).toEqual(
+      headers.map(([k, v]) => [k === null ? null : Buffer.isBuffer(k) ? k : Buffer.from(k), v]),
+    );
+    // kafkajs' shape loses what the raw bytes keep: the key order and the key's bytes.
+    expect(Object.keys(withHeaders!.headers)).toEqual(['1', 'b', '\uFFFD(', 'null', '', 'a']);
   });
 
   it('decodes several batches from one fetch, gzip-compressed ones too', async () => {
@@ -430,7 +497,9 @@ describe('record batch decoder (kafkajs 2.2.4 replacement)', () => {
     const b = await fast(new Decoder(bytes));
     expect(b.records[0]!.key).toEqual(Buffer.from('abc'));
     expect(b.records[0]!.key).toEqual(a.records[0]!.key);
-    expect(b.records[1]).toEqual(a.records[1]);
+    const { rawHeaders, ...rest } = b.records[1]!;
+    expect(rawHeaders).toBeNull();
+    expect(rest).toEqual(a.records[1]);
     expect(b.records[1]!.key).toEqual(Buffer.from('next'));
   });
 
