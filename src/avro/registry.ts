@@ -92,9 +92,8 @@ export class RegistryClient implements WriterSchemas {
     return this.types.get(id);
   }
 
-  /** Whether the registry answers as a Confluent-compatible one (GET /subjects), for `check --connect`. */
-  async ping(): Promise<void> {
-    const url = new URL('subjects', this.opts.url.endsWith('/') ? this.opts.url : `${this.opts.url}/`);
+  /** One GET with the registry's headers and timeout; unreachable is retriable. */
+  private async request(url: URL): Promise<{ res: Response; body: string }> {
     const headers: Record<string, string> = {
       accept: 'application/vnd.schemaregistry.v1+json, application/json',
     };
@@ -113,7 +112,13 @@ export class RegistryClient implements WriterSchemas {
         },
       );
     }
-    const body = await res.text();
+    return { res, body: await res.text() };
+  }
+
+  /** Whether the registry answers as a Confluent-compatible one (GET /subjects), for `check --connect`. */
+  async ping(): Promise<void> {
+    const url = new URL('subjects', this.opts.url.endsWith('/') ? this.opts.url : `${this.opts.url}/`);
+    const { res, body } = await this.request(url);
     let list: unknown;
     try {
       list = JSON.parse(body);
@@ -241,25 +246,7 @@ export class RegistryClient implements WriterSchemas {
     notFound: (body: string) => RecordError | undefined,
   ): Promise<Registered> {
     const url = new URL(path, this.opts.url.endsWith('/') ? this.opts.url : `${this.opts.url}/`);
-    const headers: Record<string, string> = {
-      accept: 'application/vnd.schemaregistry.v1+json, application/json',
-    };
-    if (this.authHeader) headers['authorization'] = this.authHeader;
-    let res: Response;
-    try {
-      res = await this.fetchImpl(url, { headers, signal: AbortSignal.timeout(this.opts.timeoutMs) });
-    } catch (err) {
-      throw new PgsinkError(
-        'registry',
-        `schema registry ${url.origin} unreachable: ${(err as Error).message}`,
-        {
-          code: 'REGISTRY_UNREACHABLE',
-          retriable: true,
-          cause: err,
-        },
-      );
-    }
-    const body = await res.text();
+    const { res, body } = await this.request(url);
     // Only the registry's own "not found" condemns the record; any other 404 (a wrong URL
     // path, a proxy) is a deployment problem to wait out, not a data error.
     const gone = res.status === 404 ? notFound(body) : undefined;

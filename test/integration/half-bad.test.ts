@@ -2,13 +2,16 @@
 // other one refused by a CHECK constraint, through the real CLI with the heap the deployment
 // gives it. It must not crash, and every record must end as a row or a dead letter, committed.
 // (How fast is measured by `make bench`, the "half bad" row; not here.)
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.ts';
-import { ordersFixture, produceKeyedOrders, waitCommittedToEnd, waitFor } from '../support/pipeline.ts';
-import { databaseUrl, kafkaBrokers, kafkaClient, pgPool } from '../support/services.ts';
+import {
+  cliConfigFile,
+  ordersFixture,
+  produceKeyedOrders,
+  waitCommittedToEnd,
+  waitFor,
+} from '../support/pipeline.ts';
+import { kafkaClient, pgPool } from '../support/services.ts';
 
 const kafka = kafkaClient();
 const pool = pgPool();
@@ -25,23 +28,8 @@ describe('a stream half of whose records the table refuses', () => {
     async () => {
       const f = await ordersFixture(kafka, pool, 3, 'half');
       await pool.query(`ALTER TABLE ${f.table} ADD CONSTRAINT even_items CHECK (item_count % 2 = 0)`);
-      const file = join(mkdtempSync(join(tmpdir(), 'pgsink-half-')), 'pgsink.json');
       // Batches, buffers and flushes as shipped (the defaults); short timeouts for the test.
-      writeFileSync(
-        file,
-        JSON.stringify({
-          kafka: {
-            brokers: kafkaBrokers(),
-            groupId: f.groupId,
-            sessionTimeoutMs: 10_000,
-            heartbeatIntervalMs: 1_000,
-          },
-          postgres: { url: databaseUrl(), schema: `${f.schema}_pgsink` },
-          http: { port: 0 },
-          log: { level: 'warn' },
-          routes: [f.route],
-        }),
-      );
+      const file = cliConfigFile(f, { log: { level: 'warn' } });
       await produceKeyedOrders(kafka, f.topic, 0, N, N);
       const p = startCli(['run', '--config', file], { NODE_OPTIONS: DEPLOYED_NODE_OPTIONS });
       try {

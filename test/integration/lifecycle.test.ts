@@ -3,9 +3,6 @@
 // listens on, during the group join, and while every flush waits on a locked table; a
 // Postgres that only comes up later; a topic that does not exist yet; a wrong SASL password;
 // and one route's locked table next to another route that must keep flowing.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.ts';
@@ -13,6 +10,7 @@ import { createPipeline } from '../../src/pipeline/app.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { runCli, startCli, type Running } from '../support/cli.ts';
 import {
+  cliConfigFile,
   countRows,
   ordersFixture,
   produceOrders,
@@ -21,14 +19,7 @@ import {
   type Fixture,
 } from '../support/pipeline.ts';
 import { freePort, PrivateCluster } from '../support/private-postgres.ts';
-import {
-  createTopic,
-  databaseUrl,
-  kafkaBrokers,
-  kafkaClient,
-  pgPool,
-  uniqueName,
-} from '../support/services.ts';
+import { createTopic, kafkaClient, pgPool, uniqueName } from '../support/services.ts';
 
 const kafka = kafkaClient();
 const pool = pgPool();
@@ -42,29 +33,12 @@ function configFile(
   f: Pick<Fixture, 'groupId' | 'schema' | 'route'>,
   over: Partial<ConfigInput> = {},
 ): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'pgsink-life-')), 'pgsink.json');
-  const { kafka: k, ...rest } = over;
-  writeFileSync(
-    file,
-    JSON.stringify({
-      kafka: {
-        brokers: kafkaBrokers(),
-        groupId: f.groupId,
-        sessionTimeoutMs: 10_000,
-        heartbeatIntervalMs: 1_000,
-        ...k,
-      },
-      postgres: { url: databaseUrl(), schema: `${f.schema}_pgsink` },
-      batch: { maxRows: 500, maxBytes: 1024 * 1024, lingerMs: 50 },
-      retry: { initialMs: 200, maxMs: 1_000 },
-      shutdown: { deadlineMs: DEADLINE_MS },
-      http: { port: 0 },
-      log: { level: 'info' },
-      routes: [f.route],
-      ...rest,
-    }),
-  );
-  return file;
+  return cliConfigFile(f, {
+    batch: { maxRows: 500, maxBytes: 1024 * 1024, lingerMs: 50 },
+    retry: { initialMs: 200, maxMs: 1_000 },
+    shutdown: { deadlineMs: DEADLINE_MS },
+    ...over,
+  } as Parameters<typeof cliConfigFile>[1]);
 }
 
 async function readyz(p: Running): Promise<{ status: number; body: Record<string, unknown> }> {

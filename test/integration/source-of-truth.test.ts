@@ -6,15 +6,13 @@
 // stopped and restarted (a restored database), once with pgsink running (its next flush
 // finds the fence behind what it wrote). Both write modes; the real failover is in
 // failover.test.ts.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPipeline } from '../../src/pipeline/app.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { startCli } from '../support/cli.ts';
 import {
   checkFinalState,
+  cliConfigFile,
   committedOffsets,
   countRows,
   endOffsets,
@@ -25,7 +23,7 @@ import {
   waitFor,
   type Fixture,
 } from '../support/pipeline.ts';
-import { databaseUrl, kafkaBrokers, kafkaClient, pgPool } from '../support/services.ts';
+import { kafkaClient, pgPool } from '../support/services.ts';
 
 const kafka = kafkaClient();
 const pool = pgPool();
@@ -90,25 +88,10 @@ async function fence(f: Fixture): Promise<number> {
 }
 
 function configFile(f: Fixture): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'pgsink-truth-')), 'pgsink.json');
-  writeFileSync(
-    file,
-    JSON.stringify({
-      kafka: {
-        brokers: kafkaBrokers(),
-        groupId: f.groupId,
-        sessionTimeoutMs: 10_000,
-        heartbeatIntervalMs: 1_000,
-      },
-      postgres: { url: databaseUrl(), schema: `${f.schema}_pgsink` },
-      batch: { maxRows: 200, maxBytes: 1024 * 1024, lingerMs: 50 },
-      shutdown: { deadlineMs: 10_000 },
-      http: { port: 0 },
-      log: { level: 'info' },
-      routes: [f.route],
-    }),
-  );
-  return file;
+  return cliConfigFile(f, {
+    batch: { maxRows: 200, maxBytes: 1024 * 1024, lingerMs: 50 },
+    shutdown: { deadlineMs: 10_000 },
+  });
 }
 
 async function endOf(f: Fixture): Promise<number> {

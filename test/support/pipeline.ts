@@ -2,6 +2,9 @@
 // a config, and polling helpers with bounded waits.
 import type { Kafka } from 'kafkajs';
 import type pg from 'pg';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { routeSchema, type Config, type ConfigInput, type RouteConfig } from '../../src/config/schema.ts';
@@ -73,6 +76,37 @@ export function testConfig(f: Fixture, overrides: TestOverrides = {}): Config {
     'test',
     process.cwd(),
   );
+}
+
+/**
+ * A config file for the real CLI (`pgsink run --config …`): this run's broker and database, the
+ * fixture's group, schema and route, short session timeouts, a free HTTP port; `over` replaces
+ * top-level keys (and adds to `kafka`).
+ */
+export function cliConfigFile(
+  f: Pick<Fixture, 'groupId' | 'schema' | 'route'>,
+  over: TestOverrides & { log?: { level: string } } = {},
+): string {
+  const { kafka, ...rest } = over;
+  const file = join(mkdtempSync(join(tmpdir(), 'pgsink-cli-config-')), 'pgsink.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      kafka: {
+        brokers: kafkaBrokers(),
+        groupId: f.groupId,
+        sessionTimeoutMs: 10_000,
+        heartbeatIntervalMs: 1_000,
+        ...kafka,
+      },
+      postgres: { url: databaseUrl(), schema: `${f.schema}_pgsink` },
+      http: { port: 0 },
+      log: { level: 'info' },
+      routes: [f.route],
+      ...rest,
+    }),
+  );
+  return file;
 }
 
 export async function produceOrders(kafka: Kafka, topic: string, from: number, count: number): Promise<void> {
