@@ -73,6 +73,7 @@ interface Result {
   label: string;
   passed: number;
   failed: number;
+  failures?: string[];
   skipped: number;
   seconds: number;
   note?: string;
@@ -188,7 +189,7 @@ try {
       },
     );
     const seconds = (performance.now() - started) / 1000;
-    let counts: { passed: number; failed: number; skipped: number } | undefined;
+    let counts: { passed: number; failed: number; skipped: number; failures?: string[] } | undefined;
     try {
       counts = JSON.parse(readFileSync(file, 'utf8')) as typeof counts;
     } catch {
@@ -226,6 +227,9 @@ for (const r of results) {
   );
 }
 for (const n of notRun) process.stdout.write(`  ${n}\n`);
+for (const r of results) {
+  for (const f of r.failures ?? []) process.stdout.write(`  failed in ${r.label}: ${f}\n`);
+}
 if (interrupted) {
   process.stdout.write('  interrupted: the runs after the last one above did not run\n');
   total.failed++;

@@ -11,19 +11,35 @@ export default class SummaryReporter implements Reporter {
     let passed = 0;
     let failed = 0;
     let skipped = 0;
+    // Names of what failed, with the first line of its error: the runner prints them after the
+    // totals, so that a CI log cut to its last lines still says which test failed and why.
+    const failures: string[] = [];
     for (const m of modules) {
       for (const t of m.children.allTests()) {
-        const state = t.result().state;
-        if (state === 'passed') passed++;
-        else if (state === 'failed') failed++;
-        else skipped++;
+        const result = t.result();
+        if (result.state === 'passed') passed++;
+        else if (result.state === 'failed') {
+          failed++;
+          const first = result.errors?.[0]?.message?.split('\n')[0] ?? '';
+          failures.push(
+            `${m.moduleId.replace(/^.*\/test\//, 'test/')} > ${t.fullName}: ${first.slice(0, 300)}`,
+          );
+        } else skipped++;
       }
-      if (m.state() === 'failed' && [...m.children.allTests()].length === 0) failed++;
+      if (m.state() === 'failed' && [...m.children.allTests()].length === 0) {
+        failed++;
+        const first = m.errors()[0]?.message?.split('\n')[0] ?? '';
+        failures.push(`${m.moduleId.replace(/^.*\/test\//, 'test/')}: ${first.slice(0, 300)}`);
+      }
     }
-    failed += errors.length;
+    for (const e of errors) {
+      failed++;
+      const message = e instanceof Error ? e.message : String(e);
+      failures.push(`unhandled: ${message.split('\n')[0]?.slice(0, 300) ?? ''}`);
+    }
     const run = process.env['PGSINK_TEST_RUN'];
     const file = process.env['PGSINK_TEST_SUMMARY_FILE'];
-    if (file) writeFileSync(file, JSON.stringify({ passed, failed, skipped }));
+    if (file) writeFileSync(file, JSON.stringify({ passed, failed, skipped, failures }));
     process.stdout.write(
       `\nTests${run ? ` (${run})` : ''}: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`,
     );
