@@ -61,6 +61,12 @@ export const routeSchema = z.strictObject({
    * `stop` holds the partition (not ready) until an operator moves it (pgsink replay).
    */
   onRetentionGap: z.enum(['continue', 'stop']).default('continue'),
+  /**
+   * COPY format. `auto` (the default): binary, with each column's encoder chosen from the
+   * catalog, unless a column's type has none (a user-defined or enum type, …), when the route
+   * uses text and says so at start-up. `text`: always text (Postgres parses every field).
+   */
+  copyFormat: z.enum(['auto', 'text']).default('auto'),
   /** Offline mode: writer schema id → .avsc file, for ids the registry would otherwise resolve. */
   schemaIds: z.record(z.string().regex(/^\d+$/, 'schema ids are integers'), z.string()).default({}),
   /**

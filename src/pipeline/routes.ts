@@ -14,6 +14,9 @@ import {
   type ColumnOptions,
   type ColumnPlan,
 } from '../sink/columns.ts';
+import { buildBinaryPlan, type BinaryPlan } from '../sink/binary-plan.ts';
+import type { WireType } from '../sink/copy-binary.ts';
+import { buildDirectBinaryEncoder, type DirectBinaryEncoder } from '../sink/direct-binary.ts';
 import { buildDirectLineEncoder, type DirectLineEncoder } from '../sink/direct-line.ts';
 import { buildIsolationPlan, type IsolationPlan } from '../sink/isolate.ts';
 import { buildUpsertPlan, type UpsertPlan } from '../sink/upsert.ts';
@@ -31,6 +34,14 @@ export interface RouteRuntime {
   columnList: string;
   upsert: UpsertPlan | undefined;
   isolation: IsolationPlan;
+  /** COPY text (the plan and direct above) or binary (the plans below), chosen by useCopyFormat. */
+  format: 'text' | 'binary';
+  binary: BinaryPlan | undefined;
+  directBinary: DirectBinaryEncoder | undefined;
+  /** Binary: the declared type oid of each column at start-up (checked by every flush). */
+  wireOids: Map<string, number> | undefined;
+  /** A flush found the table altered since start-up (logged once). */
+  alteredNoticed?: boolean;
 }
 
 export function registryTls(config: Config): RegistryTls | undefined {
@@ -89,6 +100,10 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
         plan.columns,
         route.mode === 'upsert' ? (route.keyColumns ?? []) : undefined,
       ),
+      format: 'text',
+      binary: undefined,
+      directBinary: undefined,
+      wireOids: undefined,
     });
   }
   return routes;
@@ -123,4 +138,32 @@ export function adaptToTable(route: RouteRuntime, columnTypes: ReadonlyMap<strin
   route.plan = plan;
   route.direct = direct;
   route.keyAs = keyAs;
+}
+
+/**
+ * Chooses the route's COPY format from its table's column types (src/sink/catalog.ts): binary
+ * when every column has a binary writer and the route does not ask for text; text otherwise.
+ * Returns why a route with copyFormat auto uses text (one line per column), or undefined.
+ */
+export function useCopyFormat(
+  route: RouteRuntime,
+  wire: ReadonlyMap<string, WireType>,
+): string[] | undefined {
+  route.format = 'text';
+  route.binary = undefined;
+  route.directBinary = undefined;
+  route.wireOids = undefined;
+  route.isolation = { ...route.isolation, stageTypes: undefined };
+  if (route.config.copyFormat === 'text') return undefined;
+  const reader = route.decoder.readerType;
+  const choice = buildBinaryPlan(reader, route.config, wire, { key: route.keyAs });
+  if ('unsupported' in choice) return choice.unsupported;
+  const plan = choice.plan;
+  route.format = 'binary';
+  route.binary = plan;
+  route.directBinary =
+    reader instanceof avro.types.RecordType ? buildDirectBinaryEncoder(reader, plan) : undefined;
+  route.wireOids = new Map(plan.columns.map((c) => [c.column.name, c.wire.declaredOid]));
+  route.isolation = { ...route.isolation, stageTypes: plan.stageTypes };
+  return undefined;
 }

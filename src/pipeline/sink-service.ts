@@ -21,6 +21,9 @@ import type { Config } from '../config/schema.ts';
 import { rawHeadersOf } from '../kafka/record-headers.ts';
 import type { AssignmentChange, FetchedBatch, KafkaSource, TopicPartition } from '../kafka/source.ts';
 import { assertRecordValue, type RecordMeta } from '../sink/columns.ts';
+import { readWireTypes } from '../sink/catalog.ts';
+import type { WireType } from '../sink/copy-binary.ts';
+import type { DirectBinaryEncoder } from '../sink/direct-binary.ts';
 import { LineOverflow, type DirectLineEncoder } from '../sink/direct-line.ts';
 import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from '../sink/ddl.ts';
 import { quoteQualified } from '../sink/columns.ts';
@@ -37,7 +40,7 @@ import { ConfigError, errorMessage, PgsinkError, RecordError } from '../util/err
 import { MAX_TRACE_LINKS, type FailedFlush, type SinkObserver } from './observer.ts';
 import { Progress } from './progress.ts';
 import { decideStart } from './start-position.ts';
-import { adaptToTable, type RouteRuntime } from './routes.ts';
+import { adaptToTable, useCopyFormat, type RouteRuntime } from './routes.ts';
 
 /** Per-record overhead on top of its bytes: the entry object, offsets, strings' headers. */
 const ENTRY_OVERHEAD = 96;
@@ -422,6 +425,23 @@ export class SinkService {
     );
   }
 
+  /** COPY binary where the table's column types allow it (said at start-up either way). */
+  private chooseCopyFormat(route: RouteRuntime, wire: ReadonlyMap<string, WireType>): void {
+    const why = useCopyFormat(route, wire);
+    const table = route.config.table;
+    if (why) {
+      this.d.logger.warn(
+        { route: route.config.topic, table, columns: why },
+        `route ${route.config.topic}: COPY text into ${table}, because ${why.length === 1 ? 'a column has' : `${why.length} columns have`} no binary encoder: ${why.join('; ')} (set copyFormat: text on the route to choose text and silence this)`,
+      );
+    } else {
+      this.d.logger.info(
+        { route: route.config.topic, table, format: route.format },
+        `route ${route.config.topic}: COPY ${route.format} into ${table}`,
+      );
+    }
+  }
+
   private async preparePostgres(): Promise<void> {
     let client: pg.PoolClient;
     try {
@@ -438,6 +458,7 @@ export class SinkService {
           route,
           await assertTargetTable(client, route.config.table, route.plan.columns, route.config.topic),
         );
+        this.chooseCopyFormat(route, await readWireTypes(client, route.config.table));
         await assertNoRules(client, route.config.table, route.config.topic);
         if (route.upsert)
           await assertUniqueKey(
@@ -1005,7 +1026,12 @@ export class SinkService {
    * records that cannot be written become dead letters.
    */
   private decodeAll(st: PartitionState, msgs: FetchedBatch['messages'], from: number): Entry[] {
-    const { decoder, plan, upsert, direct } = st.route;
+    const { decoder, plan, upsert } = st.route;
+    // Binary routes write tuples (src/sink/binary-plan.ts), text routes lines; both the same way.
+    const binary = st.route.format === 'binary' ? st.route.binary : undefined;
+    const direct: DirectLineEncoder | DirectBinaryEncoder | undefined = binary
+      ? st.route.directBinary
+      : st.route.direct;
     const deletes = st.route.config.deleteOnTombstone;
     const arena = st.arena;
     const rawArena = st.rawArena;
@@ -1021,6 +1047,7 @@ export class SinkService {
       const offset = Number(m.offset);
       if (offset < from) continue;
       let line: string | null = null;
+      let tuple: Buffer | null = null;
       let failure: Failure | undefined;
       // Set when the line was written straight into the arena (direct path).
       let chunk: Buffer | undefined;
@@ -1028,7 +1055,8 @@ export class SinkService {
       let end = -1;
       if (m.value === null && deletes && upsert && m.key !== null) {
         try {
-          line = deleteLine(upsert, m.key, offset);
+          if (binary) tuple = binary.deleteTuple!(m.key, offset);
+          else line = deleteLine(upsert, m.key, offset);
         } catch (err) {
           const e = err as RecordError;
           failure = { source: e.source, code: e.code, message: e.message };
@@ -1053,8 +1081,13 @@ export class SinkService {
             }
           }
           if (!chunk) {
-            line = plan.encode(assertRecordValue(decoder.decode(m.value)), meta);
-            if (upsert) line = upsertLine(line, offset);
+            const record = assertRecordValue(decoder.decode(m.value));
+            if (binary) {
+              tuple = binary.encode(record, meta);
+            } else {
+              line = plan.encode(record, meta);
+              if (upsert) line = upsertLine(line, offset);
+            }
           }
         } catch (err) {
           if (err instanceof PgsinkError && err.retriable) throw err;
@@ -1071,7 +1104,11 @@ export class SinkService {
       // another; nothing of the client's message object is kept.
       const key = m.key;
       const value = m.value;
-      if (!chunk) {
+      if (!chunk && tuple !== null) {
+        chunk = arena.reserve(tuple.length);
+        start = arena.writeBytes(tuple);
+        end = arena.position;
+      } else if (!chunk) {
         chunk = arena.reserve((line?.length ?? 0) * 3);
         if (line !== null) {
           start = arena.writeText(line);
@@ -1105,7 +1142,7 @@ export class SinkService {
 
   /** The end of the line written at out[at..], or -1 when a field overflowed (object path). */
   private static encodeDirect(
-    direct: DirectLineEncoder,
+    direct: DirectLineEncoder | DirectBinaryEncoder,
     out: Buffer,
     at: number,
     value: Buffer,
@@ -1195,6 +1232,8 @@ export class SinkService {
       tables: this.tables,
       upsert: st.route.upsert,
       isolation: st.route.isolation,
+      format: st.route.format,
+      wireOids: st.route.wireOids,
       expectedFence: st.fence,
     };
     const describe = (): FailedFlush => ({
@@ -1225,6 +1264,13 @@ export class SinkService {
       this.checkin(client);
       client = undefined;
       this.d.observer.flushed({ ...describe(), outcome });
+      if (outcome.catalogChanged !== undefined && !st.route.alteredNoticed) {
+        st.route.alteredNoticed = true;
+        this.d.logger.warn(
+          { route: st.route.config.topic, table: st.route.config.table, change: outcome.catalogChanged },
+          `${outcome.catalogChanged}: the table was altered while pgsink writes COPY binary into it; every batch of this route now goes through row isolation (slow, exact: each value is cast to the column's type) until pgsink restarts and reads the new types`,
+        );
+      }
       if (epoch !== st.epoch) return;
       this.bp.add(st.key, -batch.bytes);
       st.fence = outcome.nextOffset;

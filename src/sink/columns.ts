@@ -69,7 +69,8 @@ const str = (v: unknown): string => escapeText(v as string);
  */
 export function atField(field: string, err: unknown): unknown {
   if (err instanceof RecordError || err instanceof BodyFault) {
-    const source = err instanceof RecordError ? (err.source as 'avro' | 'kafka' | 'internal') : 'avro';
+    const source =
+      err instanceof RecordError ? (err.source as 'avro' | 'kafka' | 'postgres' | 'internal') : 'avro';
     return new RecordError(source, err.code, `field '${field}': ${err.message}`, err);
   }
   return err;

@@ -20,6 +20,7 @@ import type { IHeaders } from 'kafkajs';
 import { PgsinkError } from '../util/errors.ts';
 import { headersFromObject, parseRawHeaders, type HeaderList } from '../kafka/record-headers.ts';
 import type { SinkTables } from './ddl.ts';
+import { BINARY_HEADER, BINARY_TRAILER } from './copy-binary.ts';
 import { isolateRows, type IsolationPlan } from './isolate.ts';
 import { dropStage, ensureStage, type UpsertPlan } from './upsert.ts';
 import { classifyPgError, sinkError } from './pg-errors.ts';
@@ -76,6 +77,14 @@ export interface FlushTarget {
   upsert?: UpsertPlan | undefined;
   /** How a batch that hit a data error is written again with its bad rows isolated. */
   isolation: IsolationPlan;
+  /** The entries' rows: COPY text lines (the default), or COPY binary tuples. */
+  format?: 'text' | 'binary' | undefined;
+  /**
+   * Binary: the declared type oid of every column the tuples were encoded for. Checked under
+   * the table's lock in every flush: a table altered since would take the bytes as another
+   * type (an int8 read as a float8); such a batch goes through isolation, which casts.
+   */
+  wireOids?: ReadonlyMap<string, number> | undefined;
   /**
    * The fence as this process last read or wrote it, when it has one. A locked fence below it
    * (or no fence row at all) means Postgres lost transactions that had committed (a failover
@@ -114,7 +123,12 @@ export interface FlushOutcome {
   gaps: Array<{ first: number; last: number }>;
   /** This flush created the partition's fence row (its first flush for the group). */
   createdFence?: boolean;
+  /** Binary: the table's column types are no longer those the rows were encoded for. */
+  catalogChanged?: string;
 }
+
+/** The table's columns changed type under binary tuples: isolate (which casts) instead. */
+class CatalogChanged extends Error {}
 
 /** Contiguous rows of one chunk go out as one slice: no copy, no re-encoding. */
 function* copySlices(rows: readonly Entry[]): Generator<Buffer> {
@@ -134,12 +148,24 @@ function* copySlices(rows: readonly Entry[]): Generator<Buffer> {
   if (chunk && to > from) yield chunk.subarray(from, to);
 }
 
+function* binaryFile(rows: readonly Entry[]): Generator<Buffer> {
+  yield BINARY_HEADER;
+  yield* copySlices(rows);
+  yield BINARY_TRAILER;
+}
+
 async function copyRows(
   client: pg.ClientBase,
   table: string,
   columnList: string,
   rows: readonly Entry[],
+  format: 'text' | 'binary',
 ): Promise<void> {
+  if (format === 'binary') {
+    const stream = client.query(copyFrom(`COPY ${table} (${columnList}) FROM STDIN (FORMAT binary)`));
+    await pipeline(Readable.from(binaryFile(rows)), stream);
+    return;
+  }
   const stream = client.query(copyFrom(`COPY ${table} (${columnList}) FROM STDIN`));
   await pipeline(Readable.from(copySlices(rows)), stream);
 }
@@ -147,10 +173,10 @@ async function copyRows(
 /** Append: COPY into the target. Upsert: COPY into the staging table, then merge. */
 async function writeRows(client: pg.ClientBase, t: FlushTarget, rows: readonly Entry[]): Promise<void> {
   if (rows.length === 0) return;
-  if (!t.upsert) return copyRows(client, t.table, t.columnList, rows);
+  if (!t.upsert) return copyRows(client, t.table, t.columnList, rows, t.format ?? 'text');
   const stage = `pg_temp.${t.upsert.stage}`;
   await client.query(`TRUNCATE ${stage}`);
-  await copyRows(client, stage, t.upsert.stageColumnList, rows);
+  await copyRows(client, stage, t.upsert.stageColumnList, rows, t.format ?? 'text');
   await client.query(t.upsert.mergeSql);
 }
 
@@ -163,17 +189,45 @@ async function writeRows(client: pg.ClientBase, t: FlushTarget, rows: readonly E
 async function beginAndLockFence(
   client: pg.ClientBase,
   t: FlushTarget,
-): Promise<{ next: number; created: boolean }> {
+  checkTypes: boolean,
+): Promise<{ next: number; created: boolean; changed: string | undefined }> {
+  // Binary rows: the table is locked first (COPY would take this lock anyway, and it keeps an
+  // ALTER TABLE out until COMMIT), then its column types are read as they are now.
+  const check = checkTypes && t.wireOids !== undefined;
+  const table = client.escapeLiteral(t.table);
   // xmax = 0 on the returned row: it was inserted now, not found and locked.
   const results = (await client.query(
-    `BEGIN;
+    `BEGIN;${
+      check
+        ? `
+     LOCK TABLE ${t.table} IN ROW EXCLUSIVE MODE;`
+        : ''
+    }
      INSERT INTO ${t.tables.fence} AS f (group_id, topic, partition, next_offset)
      VALUES (${client.escapeLiteral(t.groupId)}, ${client.escapeLiteral(t.topic)}, ${partitionLiteral(t.partition)}, 0)
      ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = f.next_offset
-     RETURNING next_offset, (xmax = 0) AS created`,
-  )) as unknown as Array<pg.QueryResult<{ next_offset: string; created: boolean }>>;
-  const row = results[1]!.rows[0]!;
-  return { next: Number(row.next_offset), created: row.created };
+     RETURNING next_offset, (xmax = 0) AS created${
+       check
+         ? `;
+     SELECT a.attname AS name, a.atttypid::int AS oid FROM pg_attribute a
+      WHERE a.attrelid = ${table}::regclass AND a.attnum > 0 AND NOT a.attisdropped`
+         : ''
+     }`,
+  )) as unknown as Array<pg.QueryResult>;
+  const row = results[check ? 2 : 1]!.rows[0] as { next_offset: string; created: boolean };
+  let changed: string | undefined;
+  if (check) {
+    const now = new Map(
+      (results[3]!.rows as Array<{ name: string; oid: number }>).map((r) => [r.name, r.oid]),
+    );
+    for (const [name, oid] of t.wireOids!) {
+      if (now.get(name) !== oid) {
+        changed = `column ${name} of ${t.table} is ${now.has(name) ? `now of type oid ${now.get(name)}` : 'gone'} (was ${oid})`;
+        break;
+      }
+    }
+  }
+  return { next: Number(row.next_offset), created: row.created, changed };
 }
 
 /** Moves the fence past the batch and commits, in one round trip (see beginAndLockFence). */
@@ -288,7 +342,11 @@ async function attempt(
   // altered since it was made): it is made again for the next batch.
   if (t.upsert) await (isolate ? dropStage(client, t.upsert) : ensureStage(client, t.upsert));
   try {
-    const locked = await beginAndLockFence(client, t);
+    const locked = await beginAndLockFence(client, t, !isolate);
+    if (locked.changed !== undefined) {
+      await client.query('ROLLBACK');
+      throw new CatalogChanged(locked.changed);
+    }
     const fence = locked.next;
     if (t.expectedFence !== undefined && (locked.created || fence < t.expectedFence)) {
       // Commits this process saw succeed are gone: writing this batch would leave the records
@@ -329,6 +387,7 @@ async function attempt(
         client,
         t.isolation,
         rows.map((e) => ({ offset: e.offset, line: e.chunk.subarray(e.start, e.end) })),
+        t.format ?? 'text',
       );
       if (rejected.length) {
         const byOffset = new Map(rows.map((e) => [e.offset, e]));
@@ -375,16 +434,20 @@ export async function flushBatch(
   opts: { isolate?: boolean } = {},
 ): Promise<FlushOutcome> {
   if (entries.length === 0) throw new Error('internal: empty batch');
+  let changed: string | undefined;
   if (!opts.isolate) {
     try {
       return await attempt(client, target, entries, false);
     } catch (err) {
       if (err instanceof FenceBehind) throw err;
-      if (classifyPgError(err) !== 'data') throw sinkError(err, `flush ${target.topic}[${target.partition}]`);
+      if (err instanceof CatalogChanged) changed = err.message;
+      else if (classifyPgError(err) !== 'data')
+        throw sinkError(err, `flush ${target.topic}[${target.partition}]`);
     }
   }
   try {
-    return await attempt(client, target, entries, true);
+    const outcome = await attempt(client, target, entries, true);
+    return changed === undefined ? outcome : { ...outcome, catalogChanged: changed };
   } catch (err) {
     if (err instanceof FenceBehind) throw err;
     throw sinkError(err, `flush ${target.topic}[${target.partition}] (isolating bad rows)`);

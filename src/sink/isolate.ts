@@ -26,7 +26,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { writeUpsertSuffix } from './binary-plan.ts';
 import { quoteIdent, quoteQualified } from './columns.ts';
+import { BINARY_HEADER, BINARY_TRAILER } from './copy-binary.ts';
 import {
   classifyPgError,
   copyLineOf,
@@ -49,6 +51,12 @@ export interface IsolationPlan {
   keyColumns: readonly string[] | undefined;
   /** Whether lines are already staging lines (upsert: offset and operation appended). */
   stagedLines: boolean;
+  /**
+   * Binary tuples: the type of each staging column, the type the tuples were encoded for (the
+   * column's base type at start-up), so that staging cannot fail on a table altered since; the
+   * apply casts to the column's type as it is now.
+   */
+  stageTypes?: readonly string[] | undefined;
 }
 
 export function buildIsolationPlan(
@@ -56,6 +64,7 @@ export function buildIsolationPlan(
   table: string,
   columns: readonly string[],
   keyColumns: readonly string[] | undefined,
+  stageTypes?: readonly string[],
 ): IsolationPlan {
   return {
     routeIndex,
@@ -63,6 +72,7 @@ export function buildIsolationPlan(
     columns,
     keyColumns,
     stagedLines: keyColumns !== undefined,
+    stageTypes,
   };
 }
 
@@ -224,6 +234,16 @@ function stagingLine(plan: IsolationPlan, row: IsolationRow): Buffer {
   return Buffer.concat([body, Buffer.from(`\t${row.offset}`), SUFFIX_U]);
 }
 
+/** A target tuple as a staging tuple: two more fields, the offset (int8) and 'u' ("char"). */
+function stagingTuple(plan: IsolationPlan, row: IsolationRow): Buffer {
+  if (plan.stagedLines) return row.line;
+  const out = Buffer.allocUnsafe(row.line.length + 17);
+  row.line.copy(out);
+  out.writeInt16BE(row.line.readInt16BE(0) + 2, 0);
+  writeUpsertSuffix({ out, o: row.line.length, need: () => undefined }, row.offset, 'u');
+  return out;
+}
+
 async function copyPart(
   client: pg.ClientBase,
   plan: IsolationPlan,
@@ -231,8 +251,15 @@ async function copyPart(
   rows: readonly IsolationRow[],
   from: number,
   to: number,
+  format: 'text' | 'binary',
 ): Promise<void> {
   function* lines(): Generator<Buffer> {
+    if (format === 'binary') {
+      yield BINARY_HEADER;
+      for (let i = from; i < to; i++) yield stagingTuple(plan, rows[i]!);
+      yield BINARY_TRAILER;
+      return;
+    }
     for (let i = from; i < to; i++) yield stagingLine(plan, rows[i]!);
   }
   await pipeline(Readable.from(lines()), client.query(copyFrom(copySql)));
@@ -250,15 +277,20 @@ async function stageRows(
   client: pg.ClientBase,
   plan: IsolationPlan,
   rows: readonly IsolationRow[],
+  format: 'text' | 'binary',
 ): Promise<Rejected[]> {
   const stage = stageName(plan);
   const cols = [...plan.columns.map(quoteIdent), OFFSET_COL, OP_COL];
+  const types = format === 'binary' ? plan.stageTypes : undefined;
+  if (format === 'binary' && types?.length !== plan.columns.length) {
+    throw new Error('internal: binary isolation without the staging types');
+  }
   await client.query(
-    `CREATE TEMP TABLE ${stage} (${plan.columns.map((c) => `${quoteIdent(c)} text`).join(', ')}${
+    `CREATE TEMP TABLE ${stage} (${plan.columns.map((c, i) => `${quoteIdent(c)} ${types ? types[i]! : 'text'}`).join(', ')}${
       plan.columns.length ? ', ' : ''
     }${OFFSET_COL} bigint, ${OP_COL} "char") ON COMMIT DROP`,
   );
-  const copySql = `COPY pg_temp.${stage} (${cols.join(', ')}) FROM STDIN`;
+  const copySql = `COPY pg_temp.${stage} (${cols.join(', ')}) FROM STDIN${format === 'binary' ? ' (FORMAT binary)' : ''}`;
   const rejected: Rejected[] = [];
   await client.query('SAVEPOINT pgsink_stage');
   let i = 0;
@@ -274,7 +306,7 @@ async function stageRows(
     let end = Math.min(rows.length, i + window);
     if (known && known.index < end) end = known.index;
     try {
-      await copyPart(client, plan, copySql, rows, i, end);
+      await copyPart(client, plan, copySql, rows, i, end, format);
       await client.query('RELEASE SAVEPOINT pgsink_stage; SAVEPOINT pgsink_stage');
       i = end;
       window = Math.min(rows.length, window * 2);
@@ -312,9 +344,10 @@ export async function isolateRows(
   client: pg.ClientBase,
   plan: IsolationPlan,
   rows: readonly IsolationRow[],
+  format: 'text' | 'binary' = 'text',
 ): Promise<Rejected[]> {
   if (rows.length === 0) return [];
-  const rejected = await stageRows(client, plan, rows);
+  const rejected = await stageRows(client, plan, rows, format);
   await client.query(applyFunctionSql(plan, await targetColumns(client, plan)));
   const { rows: refused } = await client.query<{
     pgsink_offset: string;

@@ -69,6 +69,9 @@ export function classifyPgError(err: unknown): FailureKind {
   const state = sqlstateOf(err);
   if (state) {
     const cls = state.slice(0, 2);
+    // A binary COPY field shorter than its column's type reads ("insufficient data left in
+    // message") is the row's bytes, not the connection: the table was altered under the encoders.
+    if (state === '08P01' && copyLineOf(err) !== undefined) return 'data';
     if (OUTAGE_CLASSES.has(cls)) return 'outage';
     // A COPY line named: something about that row (an index row too large, a trigger that
     // raises); isolation tells it from the deployment's fault (every row failing alike).

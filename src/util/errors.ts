@@ -33,7 +33,7 @@ export class ConfigError extends PgsinkError {
 /** A record that cannot be decoded or mapped: it is dead-lettered, never retried. */
 export class RecordError extends PgsinkError {
   constructor(
-    source: 'avro' | 'registry' | 'kafka' | 'internal',
+    source: 'avro' | 'registry' | 'kafka' | 'postgres' | 'internal',
     code: string,
     message: string,
     cause?: unknown,
