@@ -4,10 +4,13 @@
 //
 //   node bench/direct-line-micro.ts [--src <dir>] [--baseline <dir>] [--records 500000]
 //                                   [--passes 5] [--meta bench|all] [--path direct|object]
+//                                   [--format text|binary]
 //
 // --path object measures the general path instead (RouteDecoder.decode, i.e. the strict
 // validator and avsc, then the column plan's encode and the line's UTF-8), which pgsink takes
-// for bodies of an evolved writer.
+// for bodies of an evolved writer. --format binary measures COPY binary tuples (src/sink/
+// direct-binary.ts, src/sink/binary-plan.ts) into the columns' natural types (the types
+// `pgsink schema plan` gives them), instead of text lines.
 //
 // --src points at a src/ tree (default: this checkout's). With --baseline <dir> (another src/
 // tree, e.g. `git archive <rev> src | tar -x -C .stack/before`), both encoders are loaded into
@@ -28,6 +31,7 @@ const { values } = parseArgs({
     passes: { type: 'string', default: '5' },
     meta: { type: 'string', default: 'bench' },
     path: { type: 'string', default: 'direct' },
+    format: { type: 'string', default: 'text' },
   },
 });
 const records = Number(values.records);
@@ -69,6 +73,7 @@ async function encoderOf(dir: string): Promise<Encoder> {
     buildDirectLineEncoder(t: unknown, c: unknown[], o: { upsert: boolean }): Encoder;
   }>('sink/direct-line.ts');
   const reader = loadSchemaFile(BENCH_SCHEMA_PATH);
+  if (values.format === 'binary') return binaryEncoderOf(dir, reader, load);
   if (values.path === 'direct')
     return buildDirectLineEncoder(reader, routeColumns(reader, route), { upsert: false });
   const { RouteDecoder } = await load<{
@@ -86,6 +91,77 @@ async function encoderOf(dir: string): Promise<Encoder> {
   return {
     maxBytes: (value) => 4 * value.length + 1024,
     encode: (value, out, at, m) => at + out.write(plan.encode(decoder.decode(value), m), at, 'utf8'),
+  };
+}
+
+/** The natural wire type of a column type `pgsink schema plan` writes (no catalog here). */
+function naturalWire(pgType: string): unknown {
+  const base = pgType.replace(/ NOT NULL$/, '').replace(/\(.*\)$/, '');
+  const names: Record<string, string> = {
+    bigint: 'int8',
+    integer: 'int4',
+    boolean: 'bool',
+    text: 'text',
+    uuid: 'uuid',
+    numeric: 'numeric',
+    timestamptz: 'timestamptz',
+    timestamp: 'timestamp',
+    'double precision': 'float8',
+    real: 'float4',
+    date: 'date',
+    time: 'time',
+    bytea: 'bytea',
+    jsonb: 'jsonb',
+  };
+  const name = names[base];
+  if (!name) throw new Error(`micro-benchmark: no natural wire type for ${pgType}`);
+  return { declared: pgType, declaredOid: 0, name, kind: 'b', builtin: true, stageType: base };
+}
+
+async function binaryEncoderOf(
+  dir: string,
+  reader: unknown,
+  load: <T>(rel: string) => Promise<T>,
+): Promise<Encoder> {
+  const { buildColumnPlan } = await load<{
+    buildColumnPlan(t: unknown, r: unknown): { columns: string[]; pgTypes: string[] };
+  }>('sink/columns.ts');
+  const text = buildColumnPlan(reader, route);
+  const wire = new Map(text.columns.map((c, i) => [c, naturalWire(text.pgTypes[i]!)]));
+  const { buildBinaryPlan } = await load<{
+    buildBinaryPlan(
+      t: unknown,
+      r: unknown,
+      w: Map<string, unknown>,
+    ): { plan?: { encode(record: unknown, meta: Meta): Buffer }; unsupported?: string[] };
+  }>('sink/binary-plan.ts');
+  const choice = buildBinaryPlan(reader, route, wire);
+  if (!choice.plan) throw new Error(`no binary plan: ${choice.unsupported?.join('; ')}`);
+  const plan = choice.plan;
+  if (values.path === 'direct') {
+    const { buildDirectBinaryEncoder } = await load<{
+      buildDirectBinaryEncoder(t: unknown, p: unknown): Encoder;
+    }>('sink/direct-binary.ts');
+    return buildDirectBinaryEncoder(reader, plan);
+  }
+  const { RouteDecoder } = await load<{
+    RouteDecoder: new (
+      t: unknown,
+      w: unknown,
+    ) => { prepare(v: Buffer[]): Promise<void>; decode(v: Buffer): unknown };
+  }>('avro/decoder.ts');
+  const { LocalSchemas } = await load<{ LocalSchemas: new (f: object, t: unknown) => unknown }>(
+    'avro/registry.ts',
+  );
+  const decoder = new RouteDecoder(reader, new LocalSchemas({}, reader));
+  await decoder.prepare([Buffer.from([0, 0, 0, 0, 1])]);
+  return {
+    maxBytes: (value) => 4 * value.length + 1024,
+    encode: (value, out, at, m) => {
+      const tuple = plan.encode(decoder.decode(value), m);
+      tuple.copy(out, at);
+      return at + tuple.length;
+    },
   };
 }
 
@@ -160,6 +236,7 @@ process.stdout.write(
     ...(values.baseline ? { baseline: resolve(values.baseline) } : {}),
     meta: values.meta,
     path: values.path,
+    format: values.format,
     records,
     bytes,
     cpuNsPerEventMedian: round(median(subjectNs)),

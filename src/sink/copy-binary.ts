@@ -62,10 +62,24 @@ export interface WireType {
   element?: { oid: number; wire: WireType } | undefined;
 }
 
+// Byte stores, not Buffer's write methods: those check their arguments on every call, and a
+// tuple is a dozen of them (the callers reserved the room with need()).
 const writeLength = (w: Out, n: number): void => {
-  w.out.writeInt32BE(n, w.o);
-  w.o += 4;
+  const out = w.out;
+  const o = w.o;
+  out[o] = n >>> 24;
+  out[o + 1] = n >>> 16;
+  out[o + 2] = n >>> 8;
+  out[o + 3] = n;
+  w.o = o + 4;
 };
+
+function store32(out: Buffer, o: number, n: number): void {
+  out[o] = n >>> 24;
+  out[o + 1] = n >>> 16;
+  out[o + 2] = n >>> 8;
+  out[o + 3] = n;
+}
 
 /** A NULL field. */
 export function writeNullField(w: Out): void {
@@ -90,7 +104,7 @@ export function writeInt2(w: Out, v: number): void {
 export function writeInt4(w: Out, v: number): void {
   w.need(8);
   writeLength(w, 4);
-  w.out.writeInt32BE(v, w.o);
+  store32(w.out, w.o, v);
   w.o += 4;
 }
 
@@ -104,8 +118,8 @@ export function writeInt8(w: Out, v: number | bigint): void {
 function writeInt64Raw(w: Out, v: number | bigint): void {
   if (typeof v === 'number') {
     const high = Math.floor(v / 4294967296);
-    w.out.writeInt32BE(high, w.o);
-    w.out.writeUInt32BE(v - high * 4294967296, w.o + 4);
+    store32(w.out, w.o, high);
+    store32(w.out, w.o + 4, v - high * 4294967296);
   } else {
     w.out.writeBigInt64BE(v, w.o);
   }
@@ -287,16 +301,68 @@ export function writeNumericDigits(w: Out, negative: boolean, digits: string, sc
   w.o = o;
 }
 
+const POW10 = [1, 10, 100, 1000];
+const groups = new Int32Array(8);
+
+/**
+ * n × 10^-scale for a safe integer n ≥ 0, in arithmetic (money amounts: the hot path); the same
+ * digits as writeNumericDigits. False when n scaled to whole base-10000 groups is not safe.
+ */
+export function writeNumericScaled(w: Out, negative: boolean, n: number, scale: number): boolean {
+  const pad = (4 - (scale % 4)) % 4;
+  let rest = n * POW10[pad]!;
+  if (!Number.isSafeInteger(rest) || scale > 0x3fff) return false;
+  let count = 0;
+  while (rest > 0) {
+    const q = Math.floor(rest / 10000);
+    groups[count++] = rest - q * 10000;
+    rest = q;
+  }
+  let low = 0;
+  while (low < count && groups[low] === 0) low++;
+  const ndigits = count - low;
+  const weight = ndigits === 0 ? 0 : count - 1 - (scale + pad) / 4;
+  w.need(12 + 2 * ndigits);
+  const out = w.out;
+  let o = w.o;
+  const sign = ndigits !== 0 && negative ? NUMERIC_NEG : NUMERIC_POS;
+  store32(out, o, 8 + 2 * ndigits);
+  out[o + 4] = ndigits >>> 8;
+  out[o + 5] = ndigits;
+  out[o + 6] = weight >> 8;
+  out[o + 7] = weight;
+  out[o + 8] = sign >>> 8;
+  out[o + 9] = sign;
+  out[o + 10] = scale >>> 8;
+  out[o + 11] = scale;
+  o += 12;
+  for (let g = count - 1; g >= low; g--) {
+    const d = groups[g]!;
+    out[o] = d >>> 8;
+    out[o + 1] = d;
+    o += 2;
+  }
+  w.o = o;
+  return true;
+}
+
+/** An Avro decimal's unscaled value from src[start..stop) (1 to 6 bytes), as a double. */
+export function smallDecimal(src: Uint8Array, start: number, stop: number): number {
+  let n = 0;
+  for (let i = start; i < stop; i++) n = n * 256 + src[i]!;
+  if (src[start]! & 0x80) n -= 2 ** ((stop - start) * 8);
+  return n;
+}
+
 /** An Avro decimal (big-endian two's complement unscaled value) with its scale. */
 export function writeNumericDecimal(w: Out, bytes: Uint8Array, scale: number): void {
   if (bytes.length === 0) throw emptyDecimal('');
   let negative: boolean;
   let digits: string;
   if (bytes.length <= 6) {
-    let n = 0;
-    for (const b of bytes) n = n * 256 + b;
-    if (bytes[0]! & 0x80) n -= 2 ** (bytes.length * 8);
+    const n = smallDecimal(bytes, 0, bytes.length);
     negative = n < 0;
+    if (writeNumericScaled(w, negative, negative ? -n : n, scale)) return;
     digits = String(negative ? -n : n);
   } else {
     let n = 0n;
@@ -365,6 +431,33 @@ export function parseUuid(s: string, into: Buffer, at: number): boolean {
     i++;
   }
   return i === s.length;
+}
+
+/** parseUuid on the UTF-8 bytes src[start..stop) (a uuid is ASCII: other bytes fail it). */
+export function parseUuidBytes(
+  src: Uint8Array,
+  start: number,
+  stop: number,
+  into: Buffer,
+  at: number,
+): boolean {
+  let i = start;
+  const braces = src[i] === 0x7b;
+  if (braces) i++;
+  for (let b = 0; b < 16; b++) {
+    if (i + 1 >= stop) return false;
+    const hi = hexValue(src[i]!);
+    const lo = hexValue(src[i + 1]!);
+    if (hi < 0 || lo < 0) return false;
+    into[at + b] = hi * 16 + lo;
+    i += 2;
+    if (i < stop && src[i] === 0x2d && b % 2 === 1 && b < 15) i++;
+  }
+  if (braces) {
+    if (i >= stop || src[i] !== 0x7d) return false;
+    i++;
+  }
+  return i === stop;
 }
 
 export function writeUuid(w: Out, s: string): void {

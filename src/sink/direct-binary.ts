@@ -14,6 +14,7 @@ import { bodyError } from '../avro/decoder.ts';
 import { PassthroughLogicalType } from '../avro/logical.ts';
 import {
   BodyFault,
+  checkUtf8,
   compileValidator,
   DAY_MICROS,
   DAY_MILLIS,
@@ -37,7 +38,14 @@ import { HEADER_SIZE, schemaIdOf } from '../avro/wire.ts';
 import { RecordError } from '../util/errors.ts';
 import { writeUpsertSuffix, type BinaryColumn, type BinaryPlan } from './binary-plan.ts';
 import { atField, type RecordMeta } from './columns.ts';
-import { writeNullField, type FieldWriter, type Out } from './copy-binary.ts';
+import {
+  parseUuidBytes,
+  smallDecimal,
+  writeNullField,
+  writeNumericScaled,
+  type FieldWriter,
+  type Out,
+} from './copy-binary.ts';
 import { nulInString } from './copy-text.ts';
 import { LineOverflow } from './direct-line.ts';
 
@@ -92,26 +100,48 @@ function put(c: Cursor, write: FieldWriter, v: unknown): void {
  */
 function copyTextField(c: Cursor, start: number, stop: number, path: string): void {
   const src = c.src;
+  const len = stop - start;
+  c.need(4 + len);
+  const out = c.out;
+  let o = c.o + 4;
   let nul = false;
-  for (let i = start; i < stop; i++) {
-    const b = src[i]!;
-    if (b < 0x80) {
-      if (b === 0) nul = true;
-      continue;
+  if (len <= 64) {
+    // Short strings (most): checked and copied in one pass.
+    for (let i = start; i < stop; i++) {
+      const b = src[i]!;
+      if (b < 0x80) {
+        if (b === 0) nul = true;
+        out[o++] = b;
+        continue;
+      }
+      const next = utf8SequenceEnd(src, i, stop);
+      if (next < 0) throw invalidUtf8(src, start, stop, path);
+      for (; i < next; i++) out[o++] = src[i]!;
+      i--;
     }
-    const next = utf8SequenceEnd(src, i, stop);
-    if (next < 0) throw invalidUtf8(src, start, stop, path);
-    i = next - 1;
+  } else {
+    // Long ones: one checking pass, then one native copy.
+    for (let i = start; i < stop; i++) {
+      const b = src[i]!;
+      if (b < 0x80) {
+        if (b === 0) nul = true;
+        continue;
+      }
+      const next = utf8SequenceEnd(src, i, stop);
+      if (next < 0) throw invalidUtf8(src, start, stop, path);
+      i = next - 1;
+    }
+    src.copy(out, o, start, stop);
   }
   if (nul) {
     c.fault(nulInString());
     writeNullField(c);
     return;
   }
-  const len = stop - start;
-  c.need(4 + len);
-  c.out.writeInt32BE(len, c.o);
-  src.copy(c.out, c.o + 4, start, stop);
+  out[c.o] = len >>> 24;
+  out[c.o + 1] = len >>> 16;
+  out[c.o + 2] = len >>> 8;
+  out[c.o + 3] = len;
   c.o += 4 + len;
 }
 
@@ -119,6 +149,23 @@ const TEXT_WIRE = new Set(['text', 'varchar', 'bpchar', 'json']);
 
 /** A string field: copied as bytes into a text column, decoded for any other (uuid, jsonb). */
 function stringStep(path: string, col: BinaryColumn): Step {
+  if (col.wire.name === 'uuid') {
+    const write = col.write;
+    return (c) => {
+      const len = readLength(c, path);
+      const start = c.p;
+      c.p += len;
+      c.need(20);
+      if (parseUuidBytes(c.src, start, start + len, c.out, c.o + 4)) {
+        c.out.writeInt32BE(16, c.o);
+        c.o += 20;
+        return;
+      }
+      // Not a uuid: the object path's error (after its decoder's UTF-8 check).
+      checkUtf8(c.src, start, start + len, path);
+      put(c, write, c.src.toString('utf8', start, start + len));
+    };
+  }
   if (TEXT_WIRE.has(col.wire.name)) {
     return (c) => {
       const len = readLength(c, path);
@@ -133,13 +180,7 @@ function stringStep(path: string, col: BinaryColumn): Step {
     const start = c.p;
     c.p += len;
     // Checked as the decoder checks it, then decoded (well-formed: the decode is exact).
-    for (let i = start; i < start + len; i++) {
-      if (c.src[i]! >= 0x80) {
-        const next = utf8SequenceEnd(c.src, i, start + len);
-        if (next < 0) throw invalidUtf8(c.src, start, start + len, path);
-        i = next - 1;
-      }
-    }
+    checkUtf8(c.src, start, start + len, path);
     put(c, write, c.src.toString('utf8', start, start + len));
   };
 }
@@ -149,6 +190,21 @@ function logicalStep(type: PassthroughLogicalType, path: string, col: BinaryColu
   const write = col.write;
   switch (type.logical) {
     case 'decimal':
+      if (under.typeName === 'bytes' && col.wire.name === 'numeric') {
+        const scale = type.scale;
+        return (c) => {
+          const len = readLength(c, path);
+          if (len === 0) throw emptyDecimal(path);
+          const start = c.p;
+          c.p += len;
+          // Up to 6 bytes (money amounts): no subarray, the writer's own arithmetic path.
+          if (len <= 6) {
+            const n = smallDecimal(c.src, start, start + len);
+            if (writeNumericScaled(c, n < 0, n < 0 ? -n : n, scale)) return;
+          }
+          put(c, write, c.src.subarray(start, start + len));
+        };
+      }
       if (under.typeName === 'bytes') {
         return (c) => {
           const len = readLength(c, path);
