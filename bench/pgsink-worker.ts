@@ -5,7 +5,8 @@
 //   batch   baseline B: kafkajs eachBatch → multi-row INSERTs in one transaction → commit
 //   decode  ceiling C: pgsink's Kafka source, Avro decoder and COPY encoder, rows thrown away
 //           (decode: false → ceiling K: the Kafka source alone, messages dropped undecoded)
-//   copy    ceiling D: COPY of pre-encoded rows (encoded before the clock starts)
+//   copy    ceiling D: COPY of pre-encoded rows (encoded before the clock starts); with rows
+//           'binary', D_binary: the same rows as COPY binary, as Postgres writes them
 // After 'done' (or 'results') the worker waits for 'stop', cleans up, says 'stopped', exits.
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import type { Consumer } from 'kafkajs';
 import { Kafka, kafkajsDecoder, logLevel } from '../src/kafka/kafkajs.ts';
 import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { parseConfig } from '../src/config/load.ts';
 import type { Config } from '../src/config/schema.ts';
 import { hideKafkajsTimeoutWarning } from '../src/kafka/quirks.ts';
@@ -23,7 +24,7 @@ import type { KafkaSource } from '../src/kafka/source.ts';
 import { createPipeline } from '../src/pipeline/app.ts';
 import type { SinkObserver } from '../src/pipeline/observer.ts';
 import { buildRoutes, type RouteRuntime } from '../src/pipeline/routes.ts';
-import { assertRecordValue, type RecordMeta } from '../src/sink/columns.ts';
+import { assertRecordValue, quoteIdent, type RecordMeta } from '../src/sink/columns.ts';
 import { RowArena } from '../src/sink/row-arena.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
 import { benchMessages, benchType } from './data.ts';
@@ -54,10 +55,14 @@ function send(msg: FromWorker): Promise<void> {
 
 let onStop: () => Promise<void> = async () => undefined;
 let stopping = false;
+/** A CopyJob's COPYs start on the parent's 'go'. */
+const go = Promise.withResolvers<undefined>();
 
 process.on('message', (msg: ToWorker) => {
   if (msg.type === 'job') {
     runJob(msg.job).catch((err: unknown) => fail(err));
+  } else if (msg.type === 'go') {
+    go.resolve(undefined);
   } else if (msg.type === 'stop' && !stopping) {
     stopping = true;
     onStop()
@@ -554,11 +559,18 @@ function toChunks(lines: string[]): Buffer[] {
   return out;
 }
 
-async function runCopy(job: CopyJob, config: Config): Promise<void> {
-  const route = routeOf(config);
+/** Batches taken from each partition in turn, as pgsink's flushes interleave them. */
+function interleave(perPartition: Buffer[][][]): Buffer[][] {
+  const batches: Buffer[][] = [];
+  for (let i = 0; perPartition.some((b) => i < b.length); i++) {
+    for (const b of perPartition) if (i < b.length) batches.push(b[i]!);
+  }
+  return batches;
+}
+
+/** D's rows: partition p's in offset order, encoded by pgsink's COPY text encoder, cut into batches. */
+async function textBatches(job: CopyJob, route: RouteRuntime): Promise<Buffer[][]> {
   const type = benchType();
-  // Encode once, before any clock starts: partition p's rows in offset order, cut into
-  // batches of batchRows, then interleaved across partitions as pgsink's flushes are.
   const perPartition: Buffer[][][] = Array.from({ length: job.partitions }, () => []);
   const pending: string[][] = Array.from({ length: job.partitions }, () => []);
   let prepared = false;
@@ -581,11 +593,97 @@ async function runCopy(job: CopyJob, config: Config): Promise<void> {
   pending.forEach((lines, p) => {
     if (lines.length) perPartition[p]!.push(toChunks(lines));
   });
-  const batches: Buffer[][] = [];
-  for (let i = 0; perPartition.some((b) => i < b.length); i++) {
-    for (const b of perPartition) if (i < b.length) batches.push(b[i]!);
-  }
+  return interleave(perPartition);
+}
 
+// COPY binary framing (PostgreSQL's COPY page, "Binary Format"): the 11-byte signature, an
+// int32 of flags (bit 16: OIDs included) and an int32 header extension length before the
+// tuples; an int16 -1 after them.
+const BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+const BINARY_HEADER = Buffer.concat([BINARY_SIGNATURE, Buffer.alloc(8)]);
+const BINARY_TRAILER = Buffer.from([0xff, 0xff]);
+
+/** The tuples of one COPY … TO STDOUT (FORMAT binary) output: its header and trailer cut off. */
+function binaryTuples(out: Buffer): Buffer {
+  if (out.length < BINARY_HEADER.length + 2 || !out.subarray(0, 11).equals(BINARY_SIGNATURE))
+    throw new Error('COPY TO (FORMAT binary) output does not start with the PGCOPY signature');
+  if (out.readInt32BE(11) !== 0) throw new Error('COPY TO (FORMAT binary) output has flags set (OIDs?)');
+  const start = BINARY_HEADER.length + out.readInt32BE(15);
+  if (out.readInt16BE(out.length - 2) !== -1)
+    throw new Error('COPY TO (FORMAT binary) output does not end with the -1 trailer');
+  return out.subarray(start, out.length - 2);
+}
+
+/**
+ * Cuts tuples into batches of batchRows, each as its COPY input: the header, the tuples in
+ * chunks of about 256 KiB (as D's text), the trailer. A tuple is an int16 field count, then per
+ * field an int32 length (-1: NULL) and that many bytes.
+ */
+function binaryBatchesOf(
+  tuples: Buffer,
+  batchRows: number,
+  columns: number,
+): { batches: Buffer[][]; rows: number } {
+  const batches: Buffer[][] = [];
+  const cut = (from: number, to: number) => {
+    const chunks: Buffer[] = [BINARY_HEADER];
+    for (let at = from; at < to; at += CHUNK_CHARS)
+      chunks.push(tuples.subarray(at, Math.min(to, at + CHUNK_CHARS)));
+    chunks.push(BINARY_TRAILER);
+    batches.push(chunks);
+  };
+  let rows = 0;
+  let batchStart = 0;
+  let pos = 0;
+  while (pos < tuples.length) {
+    const fields = tuples.readInt16BE(pos);
+    if (fields !== columns)
+      throw new Error(`COPY binary tuple at byte ${pos} has ${fields} fields, not ${columns}`);
+    pos += 2;
+    for (let f = 0; f < fields; f++) {
+      const len = tuples.readInt32BE(pos);
+      pos += 4 + Math.max(0, len);
+    }
+    if (++rows % batchRows === 0) {
+      cut(batchStart, pos);
+      batchStart = pos;
+    }
+  }
+  if (pos !== tuples.length) throw new Error('COPY binary output ends inside a tuple');
+  if (batchStart < pos) cut(batchStart, pos);
+  return { batches, rows };
+}
+
+/**
+ * D_binary's rows: the very rows D wrote, read back from `from` one partition at a time in offset
+ * order, written by Postgres itself as COPY binary (so the bench needs no binary encoder of its
+ * own), cut into the same batches as D's.
+ */
+async function binaryBatches(
+  job: CopyJob,
+  route: RouteRuntime,
+  client: pg.Client,
+  from: string,
+): Promise<Buffer[][]> {
+  const { partition, offset } = route.config.metadata;
+  if (!partition || !offset) throw new Error('D_binary needs the partition and offset metadata columns');
+  const perPartition: Buffer[][][] = [];
+  let rows = 0;
+  for (let p = 0; p < job.partitions; p++) {
+    const parts: Buffer[] = [];
+    const sql = `COPY (SELECT ${route.columnList} FROM ${from} WHERE ${quoteIdent(partition)} = ${p} ORDER BY ${quoteIdent(offset)}) TO STDOUT (FORMAT binary)`;
+    for await (const chunk of client.query(copyTo(sql))) parts.push(chunk as Buffer);
+    const cut = binaryBatchesOf(binaryTuples(Buffer.concat(parts)), job.batchRows, route.plan.columns.length);
+    perPartition.push(cut.batches);
+    rows += cut.rows;
+  }
+  if (rows !== job.events)
+    throw new Error(`D_binary read ${rows} rows back from ${from}, expected ${job.events}`);
+  return interleave(perPartition);
+}
+
+async function runCopy(job: CopyJob, config: Config): Promise<void> {
+  const route = routeOf(config);
   const clients = await Promise.all(
     Array.from({ length: job.concurrency }, async () => {
       const c = new pg.Client({ connectionString: config.postgres.url });
@@ -596,6 +694,17 @@ async function runCopy(job: CopyJob, config: Config): Promise<void> {
   onStop = async () => {
     await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
   };
+  // Prepared before any clock starts (and before 'prepared', so the parent's reading of Postgres'
+  // CPU leaves out D_binary's COPY TO): partition p's rows in offset order, cut into batches of
+  // batchRows, then interleaved across partitions as pgsink's flushes are.
+  const batches =
+    job.rows.format === 'binary'
+      ? await binaryBatches(job, route, clients[0]!, job.rows.from)
+      : await textBatches(job, route);
+  const options = job.rows.format === 'binary' ? ' (FORMAT binary)' : '';
+  await send({ type: 'prepared' });
+  await go.promise;
+
   const results: RunResult[] = [];
   for (const table of job.tables) {
     const clock = new Clock();
@@ -608,13 +717,13 @@ async function runCopy(job: CopyJob, config: Config): Promise<void> {
           await c.query('BEGIN');
           await pipeline(
             Readable.from(chunks),
-            c.query(copyFrom(`COPY ${table} (${route.columnList}) FROM STDIN`)),
+            c.query(copyFrom(`COPY ${table} (${route.columnList}) FROM STDIN${options}`)),
           );
           await c.query('COMMIT');
         }
       }),
     );
-    results.push(clock.result(job.events, { batches: batches.length }));
+    results.push(clock.result(job.events, { batches: batches.length, format: job.rows.format }));
   }
   await send({ type: 'results', results });
 }

@@ -59,7 +59,11 @@ export interface AltFetchJob {
   dir: string;
 }
 
-/** Ceiling D: COPY of pre-encoded rows, in pgsink's batch size and concurrency, per table. */
+/**
+ * Ceiling D: COPY of pre-encoded rows, in pgsink's batch size and concurrency, per table.
+ * The worker prepares its rows and connects, says 'prepared', and starts the COPYs on 'go':
+ * the parent reads Postgres' CPU in between, so that only the COPYs are billed to it.
+ */
 export interface CopyJob {
   mode: 'copy';
   config: ConfigInput;
@@ -69,6 +73,12 @@ export interface CopyJob {
   concurrency: number;
   /** One run per table, in order. */
   tables: string[];
+  /**
+   * text (D): the events encoded by pgsink's COPY text encoder. binary (D_binary): the rows of
+   * table `from` (D's, already loaded), as Postgres writes them with COPY … TO STDOUT (FORMAT
+   * binary), cut into the same batches; so no encoder of the bench's own is measured.
+   */
+  rows: { format: 'text' } | { format: 'binary'; from: string };
 }
 
 export type Job = PgsinkJob | NaiveJob | BatchJob | DecodeJob | AltFetchJob | CopyJob;
@@ -87,11 +97,17 @@ export interface RunResult {
   extra?: Record<string, number | string>;
 }
 
-export type ToWorker = { type: 'job'; job: Job } | { type: 'stop' };
+export type ToWorker =
+  | { type: 'job'; job: Job }
+  /** A CopyJob's worker starts its COPYs (after it said 'prepared'). */
+  | { type: 'go' }
+  | { type: 'stop' };
 
 export type FromWorker =
   | { type: 'assigned'; partitions: number }
   | { type: 'first'; at: number }
+  /** A CopyJob's rows are ready and its clients connected; it waits for 'go'. */
+  | { type: 'prepared' }
   | { type: 'flush'; partition: number; first: number; last: number; rows: number; at: number }
   /** A batch the client handed over and pgsink took (resolved): offsets first..last. */
   | { type: 'batch'; partition: number; first: number; last: number; at: number }

@@ -13,7 +13,9 @@
 //   K₀      the same with kafkajs' own record batch decoder instead of pgsink's
 //   K′      (--alt-client) the same with @confluentinc/kafka-javascript, the librdkafka client
 //   D       COPY of pre-encoded rows in pgsink's batch size and concurrency
-// plus the one-box bound (C's and D's CPU per event added up on this machine's cores),
+//   D_binary the same rows as COPY binary (written by Postgres from D's table), the same way
+// plus Postgres' CPU per row under D, D_binary and pgsink, the one-box bounds (C's and D's, or
+// D_binary's, CPU per event added up on this machine's cores),
 // produce→commit latency at half the measured maximum (open loop, after a CHECKPOINT), peak
 // RSS and CPU seconds of pgsink, postgres and the Kafka broker, and peak RSS while the target
 // table is locked and producers keep going (backpressure). Prints one table; writes the same
@@ -29,7 +31,7 @@ import type { Producer } from 'kafkajs';
 import { Admin as PlatformaticAdmin } from '@platformatic/kafka';
 import { Kafka, logLevel, Partitioners } from '../src/kafka/kafkajs.ts';
 import pg from 'pg';
-import type { ConfigInput } from '../src/config/schema.ts';
+import { routeSchema, type ConfigInput } from '../src/config/schema.ts';
 import { hideKafkajsTimeoutWarning } from '../src/kafka/quirks.ts';
 import { createTopicAndWait } from '../src/kafka/topics.ts';
 import { buildColumnPlan, quoteIdent, quoteQualified } from '../src/sink/columns.ts';
@@ -37,7 +39,14 @@ import { createTableSql } from '../src/sink/ddl.ts';
 import { benchMessages, benchRoute, benchRouteConfig, benchType } from './data.ts';
 import { cmdlineOf, cpuSeconds, cpuSecondsOfAll, listeningPid, machineInfo, memoryOf } from './proc.ts';
 import { formatProfile, summariseProfile, type ProfileSummary } from './profile.ts';
-import { wallNow, type FromWorker, type Job, type RunResult } from './protocol.ts';
+import {
+  wallNow,
+  type CopyJob,
+  type FromWorker,
+  type Job,
+  type RunResult,
+  type ToWorker,
+} from './protocol.ts';
 import { produceAll } from '../src/cli/produce.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -63,12 +72,15 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     'alt-client': { type: 'boolean', default: false },
+    // No default: unset means "on in a full run, where pgsink knows routes[].copyFormat".
+    'text-copy-row': { type: 'boolean' },
     'node-flags': { type: 'string' },
     'stall-node-flags': { type: 'string' },
     'max-total-mib': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
+  allowNegative: true,
 });
 
 if (args.help) {
@@ -95,6 +107,8 @@ if (args.help) {
   --alt-client            also K′: @confluentinc/kafka-javascript (librdkafka, KafkaJS-compatible API)
                           consuming alone, side by side with K; bench/alt-client/build.sh builds it
                           from source into .cache/alt-client first (about 2 min; needs apt for -dev libs)
+  --[no-]text-copy-row    also a pgsink run per rep with routes[].copyFormat: text (default: on in a full
+                          run when this checkout's config schema has the setting, off with --quick)
 `);
   process.exit(0);
 }
@@ -136,6 +150,23 @@ const flags = (v: string) => v.split(/\s+/).filter(Boolean);
 const NODE_FLAGS = flags(args['node-flags'] ?? DEPLOYED_NODE_FLAGS);
 /** The stall phase is the memory test: pgsink runs with its deployed heap cap there. */
 const STALL_NODE_FLAGS = flags(args['stall-node-flags'] ?? DEPLOYED_NODE_FLAGS);
+
+/**
+ * routes[].copyFormat (issue 15): 'auto', binary where every column has a binary encoder (the
+ * default), or 'text'. Spelt out here while src/config/schema.ts does not have it yet; once it
+ * does, this is RouteInput['copyFormat'].
+ */
+type CopyFormat = 'auto' | 'text';
+/** Whether this checkout's pgsink knows routes[].copyFormat: its route schema is strict. */
+const COPY_FORMAT_KNOWN = 'copyFormat' in routeSchema.shape;
+/** The extra "pgsink (text COPY)" run: text COPY side by side with pgsink's default format. */
+const TEXT_COPY_ROW = args['text-copy-row'] ?? (!QUICK && COPY_FORMAT_KNOWN);
+if (TEXT_COPY_ROW && !COPY_FORMAT_KNOWN) {
+  process.stderr.write(
+    "bench: --text-copy-row needs routes[].copyFormat, which this checkout's config schema (src/config/schema.ts) does not have yet\n",
+  );
+  process.exit(2);
+}
 
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const note = (s: string) => process.stderr.write(`bench: ${s}\n`);
@@ -321,6 +352,10 @@ class Worker {
     });
   }
 
+  send(msg: ToWorker): void {
+    this.child.send(msg);
+  }
+
   /** Asks the worker to clean up and exit; kills it after 30 s. */
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
@@ -395,7 +430,12 @@ function pgsinkConfig(
   table: string,
   groupId: string,
   spec: ClientSpec = KAFKAJS,
+  copyFormat?: CopyFormat,
 ): ConfigInput {
+  // routes[].copyFormat only when asked for: the config schema is strict, and a pgsink without
+  // the setting refuses to start on a key it does not know.
+  const route =
+    copyFormat === undefined ? benchRoute(topic, table) : { ...benchRoute(topic, table), copyFormat };
   return {
     kafka: {
       brokers: c.brokers,
@@ -415,7 +455,7 @@ function pgsinkConfig(
     },
     shutdown: { deadlineMs: 20_000 },
     log: { level: 'error' },
-    routes: [benchRoute(topic, table)],
+    routes: [route],
   };
 }
 
@@ -511,11 +551,12 @@ async function pgsinkRun(
   label: string,
   execArgv: string[] = NODE_FLAGS,
   spec: ClientSpec = KAFKAJS,
+  copyFormat?: CopyFormat,
 ): Promise<PgsinkRun> {
   const { table, quoted } = await createTable(c, `pgsink_${label.replaceAll('-', '_')}`);
   const job: Job = {
     mode: 'pgsink',
-    config: pgsinkConfig(c, c.topic, table, group(c, label), spec),
+    config: pgsinkConfig(c, c.topic, table, group(c, label), spec, copyFormat),
     expect: EVENTS,
     reportFlushes: false,
     statsEveryMs: 0,
@@ -618,29 +659,52 @@ function altClientVersion(): string {
   return `@confluentinc/kafka-javascript ${(JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version}`;
 }
 
-/** D's runs, and the CPU seconds Postgres spent over all of them (undefined when not local). */
-async function copyRuns(c: Ctx): Promise<{ runs: RunResult[]; postgresCpu: number | undefined }> {
+interface CopyRuns {
+  runs: RunResult[];
+  /** The CPU seconds Postgres spent over all the runs (undefined when it is not local). */
+  postgresCpu: number | undefined;
+}
+
+/**
+ * D's runs (rows text), or D_binary's (rows binary, read back from D's first table, which D
+ * keeps for it: `keepFirst`; the caller drops it).
+ */
+async function copyRuns(
+  c: Ctx,
+  name: 'd' | 'd_binary',
+  rows: CopyJob['rows'],
+  keepFirst = false,
+): Promise<CopyRuns & { tables: Array<{ table: string; quoted: string }> }> {
+  const what = name === 'd' ? 'ceiling D' : 'ceiling D_binary';
   const tables = [];
-  for (let r = 1; r <= REPS; r++) tables.push(await createTable(c, `d_${r}`));
-  // Postgres is idle while the worker encodes (before its clock starts): its CPU over the whole
-  // job is what the COPYs cost it.
-  const pg0 = c.postgresLocal ? cpuSecondsOfAll('postgres').seconds : undefined;
+  for (let r = 1; r <= REPS; r++) tables.push(await createTable(c, `${name}_${r}`));
   const job: Job = {
     mode: 'copy',
-    config: pgsinkConfig(c, c.topic, tables[0]!.table, group(c, 'd')),
+    config: pgsinkConfig(c, c.topic, tables[0]!.table, group(c, name.replace('_', '-'))),
     events: EVENTS,
     partitions: PARTITIONS,
     batchRows: MAX_ROWS,
     concurrency: CONCURRENCY,
     tables: tables.map((t) => t.quoted),
+    rows,
   };
+  // Postgres' CPU from the worker's 'prepared' (rows ready, clients connected) to its results:
+  // the COPYs alone. D's encoding leaves Postgres idle anyway; D_binary's COPY … TO, which reads
+  // its rows, does not, and neither does a backend's start.
+  let pg0: number | undefined;
+  const worker: Worker = new Worker(job, (m) => {
+    if (m.type !== 'prepared') return;
+    if (c.postgresLocal) pg0 = cpuSecondsOfAll('postgres').seconds;
+    worker.send({ type: 'go' });
+  });
   const results = await withWorker(
-    new Worker(job),
+    worker,
     async (w) => (await w.waitFor('results', phaseTimeoutMs(EVENTS * (1 + REPS)))).results,
   );
   const postgresCpu = pg0 === undefined ? undefined : cpuSecondsOfAll('postgres').seconds - pg0;
-  for (const t of tables) await countAndDrop(c, t.quoted, EVENTS, 'ceiling D');
-  return { runs: results, postgresCpu };
+  for (const [i, t] of tables.entries())
+    await countAndDrop(c, t.quoted, EVENTS, what, !(keepFirst && i === 0));
+  return { runs: results, postgresCpu, tables };
 }
 
 async function naiveRun(c: Ctx): Promise<RunResult> {
@@ -1535,6 +1599,7 @@ async function measure(
   const kRuns: RunResult[] = [];
   const k0Runs: RunResult[] = [];
   const altRuns: RunResult[] = [];
+  const textCopyRuns: PgsinkRun[] = [];
   if (args['alt-client']) buildAltClient();
   // The second client, behind the same source interface: pgsink, C and K again, with the
   // classic protocol (cooperative-sticky) and, where the broker speaks it, KIP-848 (the
@@ -1550,6 +1615,11 @@ async function measure(
   for (let r = 1; r <= REPS; r++) {
     note(`rep ${r}/${REPS}: pgsink`);
     pgsinkRuns.push(await pgsinkRun(c, String(r)));
+    // --text-copy-row: the only place routes[].copyFormat goes into a config (see TEXT_COPY_ROW).
+    if (TEXT_COPY_ROW) {
+      note(`rep ${r}/${REPS}: pgsink (text COPY: routes[].copyFormat text)`);
+      textCopyRuns.push(await pgsinkRun(c, `text-${r}`, NODE_FLAGS, KAFKAJS, 'text'));
+    }
     note(`rep ${r}/${REPS}: baseline B (eachBatch + multi-row INSERT)`);
     bRuns.push(await batchRun(c, String(r)));
     note(`rep ${r}/${REPS}: ceiling C (consume + decode + encode)`);
@@ -1572,18 +1642,30 @@ async function measure(
     }
   }
   note(`ceiling D (COPY of pre-encoded rows), ${REPS} run${REPS > 1 ? 's' : ''}`);
-  const { runs: dRuns, postgresCpu: dPostgresCpu } = await copyRuns(c);
+  const d = await copyRuns(c, 'd', { format: 'text' }, true);
+  const { runs: dRuns, postgresCpu: dPostgresCpu } = d;
+  note(`ceiling D_binary (the same rows as COPY binary), ${REPS} run${REPS > 1 ? 's' : ''}`);
+  const source = d.tables[0]!.quoted;
+  const { runs: dBinRuns, postgresCpu: dBinPostgresCpu } = await copyRuns(c, 'd_binary', {
+    format: 'binary',
+    from: source,
+  });
+  await c.db.query(`DROP TABLE ${source}`);
   note(`baseline A (eachMessage + INSERT + commit per message) on ${fmt(NAIVE_EVENTS)} events`);
   const aRun = await naiveRun(c);
 
   const eps = (runs: readonly RunResult[]) => median(runs.map((x) => x.eventsPerSec));
   const pgsinkEps = median(pgsinkRuns.map((x) => x.result.eventsPerSec));
+  const textCopyEps = textCopyRuns.length
+    ? median(textCopyRuns.map((x) => x.result.eventsPerSec))
+    : undefined;
   const bEps = eps(bRuns);
   const cEps = eps(cRuns);
   const kEps = eps(kRuns);
   const k0Eps = eps(k0Runs);
   const altEps = altRuns.length ? eps(altRuns) : undefined;
   const dEps = eps(dRuns);
+  const dBinEps = eps(dBinRuns);
   const aEps = aRun.eventsPerSec;
 
   let rate = Math.max(100, Math.round(pgsinkEps / 2 / 100) * 100);
@@ -1620,17 +1702,31 @@ async function measure(
   // pgsink does C's work (fetch, decode, encode) and D's (COPY into Postgres) on the same cores.
   // Their CPU per event added up bounds what any sink can do here, however well it overlaps.
   const perEvent = (runs: readonly RunResult[]) => median(runs.map((x) => x.cpuSeconds / x.events));
-  const cpuBound =
-    dPostgresCpu === undefined
-      ? undefined
-      : (() => {
-          const cUs = perEvent(cRuns) * 1e6;
-          const dClientUs = perEvent(dRuns) * 1e6;
-          const dPostgresUs = (dPostgresCpu / (EVENTS * dRuns.length)) * 1e6;
-          const cores = availableParallelism();
-          const eps = (cores * 1e6) / (cUs + dClientUs + dPostgresUs);
-          return { cUs, dClientUs, dPostgresUs, cores, eps };
-        })();
+  const oneBox = (copy: readonly RunResult[], copyPostgresCpu: number | undefined) => {
+    if (copyPostgresCpu === undefined) return undefined;
+    const cUs = perEvent(cRuns) * 1e6;
+    const dClientUs = perEvent(copy) * 1e6;
+    const dPostgresUs = (copyPostgresCpu / (EVENTS * copy.length)) * 1e6;
+    const cores = availableParallelism();
+    const eps = (cores * 1e6) / (cUs + dClientUs + dPostgresUs);
+    return { cUs, dClientUs, dPostgresUs, cores, eps };
+  };
+  const cpuBound = oneBox(dRuns, dPostgresCpu);
+  // The same with D_binary's COPY client and Postgres CPU. C still encodes COPY text: this is
+  // the bound of a sink that writes binary at the cost of encoding text.
+  const cpuBoundBinary = oneBox(dBinRuns, dBinPostgresCpu);
+  // Postgres' CPU per row written: over D's runs, D_binary's, and pgsink's (median of its runs;
+  // that includes its fence and offset writes, which D has not).
+  const pgPerRow = (seconds: number | null | undefined, runs = 1) =>
+    seconds === null || seconds === undefined ? null : (seconds / (EVENTS * runs)) * 1e6;
+  const pgMedian = (runs: readonly PgsinkRun[]) =>
+    c.postgresLocal ? median(runs.map((x) => x.cpu.postgres ?? NaN)) : null;
+  const postgresUs = {
+    dText: pgPerRow(dPostgresCpu, dRuns.length),
+    dBinary: pgPerRow(dBinPostgresCpu, dBinRuns.length),
+    pgsink: pgPerRow(pgMedian(pgsinkRuns)),
+    ...(textCopyRuns.length ? { pgsinkTextCopy: pgPerRow(pgMedian(textCopyRuns)) } : {}),
+  };
   const ratio = (x: number) => pgsinkEps / x;
 
   // ---------------------------------------------------------------- table
@@ -1642,6 +1738,16 @@ async function measure(
       runsOf(pgsinkRuns.map((x) => x.result.eventsPerSec)),
       '—',
     ],
+    ...(textCopyEps === undefined
+      ? []
+      : ([
+          [
+            'pgsink (text COPY)  routes[].copyFormat: text',
+            textCopyEps,
+            runsOf(textCopyRuns.map((x) => x.result.eventsPerSec)),
+            `${ratio(textCopyEps).toFixed(2)}`,
+          ],
+        ] as Array<[string, number, string, string]>)),
     [
       'A  eachMessage: INSERT + offset commit per message',
       aEps,
@@ -1696,6 +1802,12 @@ async function measure(
       dEps,
       runsOf(dRuns.map((x) => x.eventsPerSec)),
       `${ratio(dEps).toFixed(2)} (${(ratio(dEps) * 100).toFixed(0)}%)`,
+    ],
+    [
+      `D_binary  the same rows as COPY binary, ${fmt(MAX_ROWS)}/txn`,
+      dBinEps,
+      runsOf(dBinRuns.map((x) => x.eventsPerSec)),
+      `${ratio(dBinEps).toFixed(2)} (${(ratio(dBinEps) * 100).toFixed(0)}%)`,
     ],
   ];
   out('');
@@ -1800,6 +1912,23 @@ async function measure(
       `  one box   C needs ${cpuBound.cUs.toFixed(1)} µs of CPU per event, D ${(cpuBound.dClientUs + cpuBound.dPostgresUs).toFixed(1)} µs (COPY client ${cpuBound.dClientUs.toFixed(1)}, postgres ${cpuBound.dPostgresUs.toFixed(1)}); pgsink does both on these ${cpuBound.cores} cores, so even with perfect overlap it cannot pass ${fmt(cpuBound.eps)} events/s = ${((cpuBound.eps / minCD) * 100).toFixed(0)}% of min(C, D); pgsink reached ${((pgsinkEps / cpuBound.eps) * 100).toFixed(0)}% of that bound`,
     );
   }
+  if (cpuBoundBinary) {
+    out(
+      `  one box   binary: C ${cpuBoundBinary.cUs.toFixed(1)} µs (still encoding text) + D_binary ${(cpuBoundBinary.dClientUs + cpuBoundBinary.dPostgresUs).toFixed(1)} µs (COPY client ${cpuBoundBinary.dClientUs.toFixed(1)}, postgres ${cpuBoundBinary.dPostgresUs.toFixed(1)}) per event on ${cpuBoundBinary.cores} cores: at most ${fmt(cpuBoundBinary.eps)} events/s = ${((cpuBoundBinary.eps / Math.min(cEps, dBinEps)) * 100).toFixed(0)}% of min(C, D_binary); pgsink reached ${((pgsinkEps / cpuBoundBinary.eps) * 100).toFixed(0)}% of that bound`,
+    );
+  }
+  if (postgresUs.dText !== null) {
+    const dText = postgresUs.dText;
+    const us = (v: number | null) => (v === null ? 'n/a' : `${v.toFixed(2)} µs`);
+    const vs = (v: number | null, of = '') => (v === null ? '' : ` (${(v / dText).toFixed(2)}×${of})`);
+    const textCopy =
+      postgresUs.pgsinkTextCopy === undefined
+        ? ''
+        : `, pgsink (text COPY) ${us(postgresUs.pgsinkTextCopy)}${vs(postgresUs.pgsinkTextCopy)}`;
+    out(
+      `  postgres  CPU per row: D text ${us(dText)}, D_binary ${us(postgresUs.dBinary)}${vs(postgresUs.dBinary)}, pgsink ${us(postgresUs.pgsink)}${vs(postgresUs.pgsink, ' of D text')}${textCopy}`,
+    );
+  }
   out('');
   out('  targets');
   for (const t of Object.values(targets))
@@ -1892,6 +2021,44 @@ async function measure(
           shareOfMinCD: round(cpuBound.eps / minCD, 3),
         }
       : null,
+    // D_binary: D's rows as COPY binary (written by Postgres from D's table), the same batches.
+    ceilingDBinary: {
+      ...summary(dBinRuns),
+      batchRows: MAX_ROWS,
+      concurrency: CONCURRENCY,
+      postgresCpuSeconds: dBinPostgresCpu === undefined ? null : round(dBinPostgresCpu / dBinRuns.length, 2),
+    },
+    // Postgres' CPU (every process named postgres) ÷ rows written × 1e6; null when not local.
+    postgresMicrosPerRow: Object.fromEntries(
+      Object.entries(postgresUs).map(([k, v]) => [k, v === null ? null : round(v, 3)]),
+    ),
+    // oneBoxCpuBound's sum with D_binary's COPY client and Postgres CPU in place of D's.
+    oneBoxCpuBoundBinary: cpuBoundBinary
+      ? {
+          cMicrosPerEvent: round(cpuBoundBinary.cUs, 2),
+          dBinaryClientMicrosPerEvent: round(cpuBoundBinary.dClientUs, 2),
+          dBinaryPostgresMicrosPerEvent: round(cpuBoundBinary.dPostgresUs, 2),
+          cores: cpuBoundBinary.cores,
+          eventsPerSec: round(cpuBoundBinary.eps, 1),
+        }
+      : null,
+    pgsinkShareOfOneBoxBoundBinary: cpuBoundBinary ? round(pgsinkEps / cpuBoundBinary.eps, 3) : null,
+    ...(textCopyRuns.length
+      ? {
+          pgsinkTextCopy: {
+            copyFormat: 'text',
+            eventsPerSec: round(textCopyEps ?? NaN, 1),
+            runs: textCopyRuns.map((x) => round(x.result.eventsPerSec, 1)),
+            seconds: round(median(textCopyRuns.map((x) => x.result.seconds)), 3),
+            cpuSeconds: {
+              pgsink: round(median(textCopyRuns.map((x) => x.cpu.pgsink))),
+              postgres: c.postgresLocal
+                ? round(median(textCopyRuns.map((x) => x.cpu.postgres ?? NaN)))
+                : null,
+            },
+          },
+        }
+      : {}),
     ratios: {
       A: round(ratio(aEps)),
       B: round(ratio(bEps), 3),

@@ -60,6 +60,7 @@ const POSITIVE = [
   'baselines.B.eventsPerSec',
   'baselines.C.eventsPerSec',
   'baselines.D.eventsPerSec',
+  'ceilingDBinary.eventsPerSec',
   'ratios.A',
   'ratios.B',
   'ratios.C',
