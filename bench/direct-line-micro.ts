@@ -94,30 +94,6 @@ async function encoderOf(dir: string): Promise<Encoder> {
   };
 }
 
-/** The natural wire type of a column type `pgsink schema plan` writes (no catalog here). */
-function naturalWire(pgType: string): unknown {
-  const base = pgType.replace(/ NOT NULL$/, '').replace(/\(.*\)$/, '');
-  const names: Record<string, string> = {
-    bigint: 'int8',
-    integer: 'int4',
-    boolean: 'bool',
-    text: 'text',
-    uuid: 'uuid',
-    numeric: 'numeric',
-    timestamptz: 'timestamptz',
-    timestamp: 'timestamp',
-    'double precision': 'float8',
-    real: 'float4',
-    date: 'date',
-    time: 'time',
-    bytea: 'bytea',
-    jsonb: 'jsonb',
-  };
-  const name = names[base];
-  if (!name) throw new Error(`micro-benchmark: no natural wire type for ${pgType}`);
-  return { declared: pgType, declaredOid: 0, name, kind: 'b', builtin: true, stageType: base };
-}
-
 async function binaryEncoderOf(
   dir: string,
   reader: unknown,
@@ -126,8 +102,9 @@ async function binaryEncoderOf(
   const { buildColumnPlan } = await load<{
     buildColumnPlan(t: unknown, r: unknown): { columns: string[]; pgTypes: string[] };
   }>('sink/columns.ts');
+  const { naturalWireType } = await load<{ naturalWireType(t: string): unknown }>('sink/copy-binary.ts');
   const text = buildColumnPlan(reader, route);
-  const wire = new Map(text.columns.map((c, i) => [c, naturalWire(text.pgTypes[i]!)]));
+  const wire = new Map(text.columns.map((c, i) => [c, naturalWireType(text.pgTypes[i]!)]));
   const { buildBinaryPlan } = await load<{
     buildBinaryPlan(
       t: unknown,

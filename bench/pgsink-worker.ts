@@ -23,7 +23,8 @@ import { hideKafkajsTimeoutWarning } from '../src/kafka/quirks.ts';
 import type { KafkaSource } from '../src/kafka/source.ts';
 import { createPipeline } from '../src/pipeline/app.ts';
 import type { SinkObserver } from '../src/pipeline/observer.ts';
-import { buildRoutes, type RouteRuntime } from '../src/pipeline/routes.ts';
+import { buildRoutes, useCopyFormat, type RouteRuntime } from '../src/pipeline/routes.ts';
+import { naturalWireType, type WireType } from '../src/sink/copy-binary.ts';
 import { assertRecordValue, quoteIdent, type RecordMeta } from '../src/sink/columns.ts';
 import { RowArena } from '../src/sink/row-arena.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
@@ -119,8 +120,21 @@ class Clock {
   }
 }
 
+/**
+ * The route as pgsink runs it. Its COPY format is chosen as at start-up, from the columns'
+ * types; the benchmark's tables have the types `pgsink schema plan` gives them, so those are
+ * taken without asking the catalog (ceiling C encodes exactly what pgsink would send).
+ */
 function routeOf(config: Config): RouteRuntime {
-  return [...buildRoutes(config).values()][0]!;
+  const route = [...buildRoutes(config).values()][0]!;
+  const wire = new Map<string, WireType>();
+  for (const [i, c] of route.plan.columns.entries()) {
+    const w = naturalWireType(route.plan.pgTypes[i]!);
+    if (w) wire.set(c, w);
+  }
+  const fallback = useCopyFormat(route, wire);
+  if (fallback) throw new Error(`bench route has no binary plan: ${fallback.join('; ')}`);
+  return route;
 }
 
 function kafkaConsumer(config: Config, clientId: string): Consumer {
@@ -393,8 +407,10 @@ async function runBatch(job: BatchJob, config: Config): Promise<void> {
 
 async function runDecode(job: DecodeJob, config: Config): Promise<void> {
   const route = routeOf(config);
-  const { decoder, plan, direct } = route;
-  // Lines go to an arena as in pgsink; its chunks are dropped as they fill.
+  const { decoder, plan } = route;
+  const binary = route.format === 'binary' ? route.binary : undefined;
+  const direct = binary ? route.directBinary : route.direct;
+  // Lines (or tuples) go to an arena as in pgsink; its chunks are dropped as they fill.
   const arena = new RowArena();
   // pgsink's own Kafka source, built by createPipeline exactly as for a real run; the
   // pipeline itself is never started (its pool never connects).
@@ -449,6 +465,11 @@ async function runDecode(job: DecodeJob, config: Config): Promise<void> {
           const end = direct.encode(value, chunk, start, meta);
           arena.advanceTo(end);
           chars += end - start;
+        } else if (binary) {
+          const tuple = binary.encode(assertRecordValue(decoder.decode(value)), meta);
+          arena.reserve(tuple.length);
+          arena.writeBytes(tuple);
+          chars += tuple.length;
         } else {
           const line = plan.encode(assertRecordValue(decoder.decode(value)), meta);
           arena.reserve(line.length * 3);

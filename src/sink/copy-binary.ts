@@ -755,3 +755,44 @@ export function resolveWireType(
         : undefined,
   };
 }
+
+/**
+ * The wire type of a column of the type `pgsink schema plan` gives it (src/sink/columns.ts
+ * pgTypes: 'bigint NOT NULL', 'numeric(12,2)', 'text[]', …), without a catalog: for the
+ * benchmark's encode-only ceiling and tests. Undefined for a spelling it does not know.
+ */
+export function naturalWireType(pgType: string): WireType | undefined {
+  const declared = pgType.replace(/ NOT NULL$/, '');
+  const array = declared.endsWith('[]');
+  const base = (array ? declared.slice(0, -2) : declared).replace(/\(.*\)$/, '');
+  const names: Record<string, [name: string, oid: number]> = {
+    boolean: ['bool', 16],
+    integer: ['int4', 23],
+    bigint: ['int8', 20],
+    real: ['float4', 700],
+    'double precision': ['float8', 701],
+    numeric: ['numeric', 1700],
+    text: ['text', 25],
+    bytea: ['bytea', 17],
+    uuid: ['uuid', 2950],
+    date: ['date', 1082],
+    time: ['time', 1083],
+    timestamp: ['timestamp', 1114],
+    timestamptz: ['timestamptz', 1184],
+    jsonb: ['jsonb', 3802],
+  };
+  const known = names[base];
+  if (!known) return undefined;
+  const [name, oid] = known;
+  const element: WireType = { declared, declaredOid: oid, name, kind: 'b', builtin: true, stageType: base };
+  if (!array) return element;
+  return {
+    declared,
+    declaredOid: 0,
+    name: `_${name}`,
+    kind: 'b',
+    builtin: true,
+    stageType: `${base}[]`,
+    element: { oid, wire: element },
+  };
+}
