@@ -1,8 +1,8 @@
 // Pure encoders for PostgreSQL's COPY text format. A row is fields joined by TAB and ended
 // by LF; NULL is \N; backslash, TAB, LF and CR inside a field are backslash-escaped.
-// Text (not binary) COPY: Postgres parses each value against the target column's own type,
-// so a route works with int4 or int8, numeric or text columns alike, and the encoder is a
-// few string operations per field (see the README's performance section for the measure).
+// Routes whose columns all have a binary encoder use COPY binary (src/sink/copy-binary.ts);
+// text is the fallback for the others, and `copyFormat: text`: Postgres parses each value
+// against the target column's own type, so any column type that takes the text works.
 import { DAY_MICROS, DAY_MILLIS, emptyDecimal, timeOutOfRange } from '../avro/strict.ts';
 import { RecordError } from '../util/errors.ts';
 

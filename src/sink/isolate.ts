@@ -4,8 +4,9 @@
 // transaction, in two steps:
 //
 // 1. COPY into a temporary staging table whose columns are all `text` (plus the offset and
-//    the operation), made in this transaction and dropped at its end: nothing about the
-//    target can make a line fail there, and nothing about it goes stale between flushes.
+//    the operation) — for COPY binary tuples, the types they were encoded for — made in this
+//    transaction and dropped at its end: nothing about the target can make a line fail there,
+//    and nothing about it goes stale between flushes.
 //    (A line that still fails — an encoding the database cannot hold — is skipped at the line
 //    Postgres names, the lines before it sent again: linear, and rare.)
 // 2. One server-side loop moves the staged rows into the target one statement per row, each
