@@ -126,17 +126,19 @@ function writeInt64Raw(w: Out, v: number | bigint): void {
   w.o += 8;
 }
 
+// A NaN read from an Avro body keeps its sign and payload bits in JS; text COPY writes any NaN
+// as 'NaN', which float4in and float8in read as their one NaN: that one is written.
 export function writeFloat4(w: Out, v: number): void {
   w.need(8);
   writeLength(w, 4);
-  w.out.writeFloatBE(v, w.o);
+  w.out.writeFloatBE(v === v ? v : Number.NaN, w.o);
   w.o += 4;
 }
 
 export function writeFloat8(w: Out, v: number): void {
   w.need(12);
   writeLength(w, 8);
-  w.out.writeDoubleBE(v, w.o);
+  w.out.writeDoubleBE(v === v ? v : Number.NaN, w.o);
   w.o += 8;
 }
 
@@ -463,6 +465,8 @@ export function parseUuidBytes(
 export function writeUuid(w: Out, s: string): void {
   w.need(20);
   if (!parseUuid(s, w.out, w.o + 4)) {
+    // Text COPY refuses a NUL in any string before Postgres reads it.
+    if (s.includes('\0')) throw nulInString();
     throw new RecordError('postgres', '22P02', `invalid input syntax for type uuid: "${s}"`);
   }
   writeLength(w, 16);
@@ -472,16 +476,22 @@ export function writeUuid(w: Out, s: string): void {
 // ---------------------------------------------------------------------------------------------
 // Integers from text (the Kafka key of a tombstone into an integer key column), as int2in,
 // int4in and int8in read them (PostgreSQL 15: optional spaces around, a sign, decimal digits).
+// Postgres finds an overflow while it reads the digits, before it looks at what follows them:
+// '99999999999x' is out of range for an integer (22003), not invalid syntax.
 
-const INT_TEXT = /^[ \t\n\r\f\v]*([+-]?[0-9]+)[ \t\n\r\f\v]*$/;
+const INT_DIGITS = /^[ \t\n\r\f\v]*([+-]?[0-9]+)/;
+const INT_TRAILER = /^[ \t\n\r\f\v]*$/;
 
 export function parseIntegerText(s: string, type: 'smallint' | 'integer' | 'bigint'): bigint {
-  const m = INT_TEXT.exec(s);
+  const m = INT_DIGITS.exec(s);
   if (!m) throw new RecordError('postgres', '22P02', `invalid input syntax for type ${type}: "${s}"`);
   const v = BigInt(m[1]!);
   const bits = type === 'smallint' ? 16n : type === 'integer' ? 32n : 64n;
   const max = (1n << (bits - 1n)) - 1n;
   if (v > max || v < -max - 1n) throw outOfRange(s, type);
+  if (!INT_TRAILER.test(s.slice(m[0].length))) {
+    throw new RecordError('postgres', '22P02', `invalid input syntax for type ${type}: "${s}"`);
+  }
   return v;
 }
 
@@ -645,21 +655,28 @@ function primitiveWriter(type: avro.Type, wire: WireType): FieldWriter | undefin
   return undefined;
 }
 
+// src/avro/types.ts's BigInt long is avsc's 'abstract:long': a long to the user.
+const avroName = (type: avro.Type): string =>
+  type.typeName === 'abstract:long' ? 'long' : type.typeName === 'union:wrapped' ? 'union' : type.typeName;
+
 const describeAvro = (type: avro.Type): string =>
   type instanceof PassthroughLogicalType
-    ? `${type.underlyingType.typeName} (${type.logical})`
-    : type.typeName;
+    ? `${avroName(type.underlyingType)} (${type.logical})`
+    : avroName(type);
 
 function noEncoder(type: avro.Type, wire: WireType): WriterChoice {
-  const why = !wire.builtin
-    ? 'a user-defined type'
-    : wire.kind === 'e'
+  // The kind first: an enum, composite or range type is user-defined too (never pg_catalog's
+  // but for the built-in ranges), and the kind says more.
+  const why =
+    wire.kind === 'e'
       ? 'an enum type'
       : wire.kind === 'c'
         ? 'a composite type'
         : wire.kind === 'r' || wire.kind === 'm'
           ? 'a range type'
-          : undefined;
+          : !wire.builtin
+            ? 'a user-defined type'
+            : undefined;
   return {
     unsupported: `Avro ${describeAvro(type)} into ${wire.declared}${why ? ` (${why})` : ''}`,
   };
@@ -667,13 +684,14 @@ function noEncoder(type: avro.Type, wire: WireType): WriterChoice {
 
 /** The writer for values of `type` (what avsc decodes) into a column of `wire`. */
 export function binaryWriterFor(type: avro.Type, wire: WireType): WriterChoice {
-  if (!wire.builtin || (wire.kind !== 'b' && wire.kind !== 'p')) return noEncoder(type, wire);
+  // A union of null and one type first: the message names that type, not the union.
   if (type instanceof avro.types.UnwrappedUnionType) {
     return binaryWriterFor(
       type.types.find((t) => t.typeName !== 'null')!,
       wire,
     );
   }
+  if (!wire.builtin || (wire.kind !== 'b' && wire.kind !== 'p')) return noEncoder(type, wire);
   if (type instanceof avro.types.WrappedUnionType) {
     const writer = jsonWriter(wire, jsonEncoder(type));
     return writer ? ok(writer) : noEncoder(type, wire);
