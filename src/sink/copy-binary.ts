@@ -760,17 +760,19 @@ export function resolveWireType(
   if (!t || t.kind === 'd') throw new Error(`internal: type ${oid} (${declared}) is not in the catalog rows`);
   const isArray = t.category === 'A' && t.elem !== 0 && t.len === -1;
   const elemRow = isArray ? types.get(t.elem) : undefined;
+  const element = isArray && elemRow ? resolveWireType(t.elem, elemRow.formatted, types) : undefined;
+  const catalog = t.schema === 'pg_catalog';
   return {
     declared,
     declaredOid: oid,
     name: t.name,
     kind: t.kind,
-    builtin: t.schema === 'pg_catalog',
-    stageType: t.formatted,
-    element:
-      isArray && elemRow
-        ? { oid: t.elem, wire: resolveWireType(t.elem, elemRow.formatted, types) }
-        : undefined,
+    // An array of a domain is the domain's own array type, outside pg_catalog: what counts is
+    // its element's base type.
+    builtin: element ? element.builtin && element.kind === 'b' : catalog,
+    // pg_catalog's own spelling: format_type's 'character' would be char(1) in a CREATE TABLE.
+    stageType: catalog ? `pg_catalog."${t.name}"` : t.formatted,
+    element: element ? { oid: t.elem, wire: element } : undefined,
   };
 }
 
