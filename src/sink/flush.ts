@@ -209,7 +209,8 @@ async function beginAndLockFence(
      RETURNING next_offset, (xmax = 0) AS created${
        check
          ? `;
-     SELECT a.attname AS name, a.atttypid::int AS oid FROM pg_attribute a
+     SELECT a.attname AS name, a.atttypid::int AS oid, format_type(a.atttypid, a.atttypmod) AS type
+       FROM pg_attribute a
       WHERE a.attrelid = ${table}::regclass AND a.attnum > 0 AND NOT a.attisdropped`
          : ''
      }`,
@@ -217,15 +218,14 @@ async function beginAndLockFence(
   const row = results[check ? 2 : 1]!.rows[0] as { next_offset: string; created: boolean };
   let changed: string | undefined;
   if (check) {
-    const now = new Map(
-      (results[3]!.rows as Array<{ name: string; oid: number }>).map((r) => [r.name, r.oid]),
-    );
+    const rows = results[3]!.rows as Array<{ name: string; oid: number; type: string }>;
+    const now = new Map(rows.map((r) => [r.name, r]));
     // A column that is gone is left to COPY, which fails on it as on a text route (42703: the
     // deployment's fault, held and reported); only a column of another type changes the bytes.
     for (const [name, oid] of t.wireOids!) {
-      const type = now.get(name);
-      if (type !== undefined && type !== oid) {
-        changed = `column ${name} of ${t.table} is now of type oid ${type} (was ${oid})`;
+      const column = now.get(name);
+      if (column !== undefined && column.oid !== oid) {
+        changed = `column ${name} of ${t.table} is now ${column.type}, not the type pgsink read at start-up`;
         break;
       }
     }
