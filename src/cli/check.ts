@@ -5,14 +5,14 @@ import pg from 'pg';
 import type { Config } from '../config/schema.ts';
 import { connectAdmin } from '../kafka/admin.ts';
 import { kafkaConnection } from '../kafka/client-options.ts';
-import type { RouteRuntime } from '../pipeline/routes.ts';
 import { pgClientConfig } from '../sink/connection.ts';
 import { sinkTables } from '../sink/ddl.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { RegistryClient } from '../avro/registry.ts';
 import { ConfigError, errorMessage, PgsinkError } from '../util/errors.ts';
 import { connectError } from '../pipeline/sink-service.ts';
-import { registryTls } from '../pipeline/routes.ts';
+import { readWireTypes } from '../sink/catalog.ts';
+import { registryTls, useCopyFormat, type RouteRuntime } from '../pipeline/routes.ts';
 
 type Verdict = 'ok' | 'waits' | 'refused';
 
@@ -117,6 +117,16 @@ export async function connectChecks(config: Config, routes: Map<string, RouteRun
         );
       for (const m of plan.mismatches)
         say('ok', `table ${rc.table}: type differs (Postgres converts, not changed): ${m}`);
+      if (plan.exists && plan.statements.length === 0) {
+        // The COPY format run would choose (src/pipeline/routes.ts useCopyFormat).
+        const why = useCopyFormat(r, await readWireTypes(client, rc.table));
+        say(
+          'ok',
+          why
+            ? `table ${rc.table}: run would use COPY text, because ${why.join('; ')}`
+            : `table ${rc.table}: run would use COPY ${r.format}`,
+        );
+      }
       for (const a of plan.advice)
         say('refused', `table ${rc.table}: upsert needs a unique key; run would refuse to start. Run: ${a}`);
     }
