@@ -191,31 +191,29 @@ async function beginAndLockFence(
   t: FlushTarget,
   checkTypes: boolean,
 ): Promise<{ next: number; created: boolean; changed: string | undefined }> {
-  // Binary rows: the table is locked first (COPY would take this lock anyway, and it keeps an
-  // ALTER TABLE out until COMMIT), then its column types are read as they are now.
+  // Binary rows: after the fence row (so that two owners of a partition still queue on the
+  // fence, as they do when COPY waits for the table), the table is locked (COPY would take this
+  // lock anyway, and it keeps an ALTER TABLE out until COMMIT), then its column types are read
+  // as they are now.
   const check = checkTypes && t.wireOids !== undefined;
   const table = client.escapeLiteral(t.table);
   // xmax = 0 on the returned row: it was inserted now, not found and locked.
   const results = (await client.query(
-    `BEGIN;${
-      check
-        ? `
-     LOCK TABLE ${t.table} IN ROW EXCLUSIVE MODE;`
-        : ''
-    }
+    `BEGIN;
      INSERT INTO ${t.tables.fence} AS f (group_id, topic, partition, next_offset)
      VALUES (${client.escapeLiteral(t.groupId)}, ${client.escapeLiteral(t.topic)}, ${partitionLiteral(t.partition)}, 0)
      ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = f.next_offset
      RETURNING next_offset, (xmax = 0) AS created${
        check
          ? `;
+     LOCK TABLE ${t.table} IN ROW EXCLUSIVE MODE;
      SELECT a.attname AS name, a.atttypid::int AS oid, format_type(a.atttypid, a.atttypmod) AS type
        FROM pg_attribute a
       WHERE a.attrelid = ${table}::regclass AND a.attnum > 0 AND NOT a.attisdropped`
          : ''
      }`,
   )) as unknown as Array<pg.QueryResult>;
-  const row = results[check ? 2 : 1]!.rows[0] as { next_offset: string; created: boolean };
+  const row = results[1]!.rows[0] as { next_offset: string; created: boolean };
   let changed: string | undefined;
   if (check) {
     const rows = results[3]!.rows as Array<{ name: string; oid: number; type: string }>;
