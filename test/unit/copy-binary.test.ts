@@ -23,6 +23,7 @@ import {
   integerWriter,
   parseIntegerText,
   parseUuid,
+  parseUuidBytes,
   resolveWireType,
   stringWriter,
   writeBool,
@@ -452,6 +453,11 @@ describe('uuid', () => {
     const into = Buffer.alloc(18);
     expect(parseUuid(s, into, 2)).toBe(true);
     expect(into.subarray(2).toString('hex')).toBe(BYTES);
+    // The direct path reads the same spelling from the body's bytes.
+    const bytes = Buffer.from(`x${s}{`);
+    into.fill(0);
+    expect(parseUuidBytes(bytes, 1, bytes.length - 1, into, 2)).toBe(true);
+    expect(into.subarray(2).toString('hex')).toBe(BYTES);
   });
 
   it.each([
@@ -464,6 +470,8 @@ describe('uuid', () => {
     '{{a0eebc999c0b4ef8bb6d6bb9bd380a11}}',
     'a0e-ebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
     'a0eebc999c0b4ef8bb6d6bb9bd380a1-1',
+    'a0-eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+    'a0eebc-999c0b4ef8bb6d6bb9bd380a11',
     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11a0',
     'g0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
     ' a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
@@ -478,6 +486,11 @@ describe('uuid', () => {
       code: '22P02',
       message: `invalid input syntax for type uuid: "${s}"`,
     });
+    // Also from bytes, whatever follows them in the body ('{', a hex digit, '}').
+    for (const after of ['', '{', 'a', '}', '-']) {
+      const bytes = Buffer.from(`${s}${after}`);
+      expect(parseUuidBytes(bytes, 0, bytes.length - after.length, Buffer.alloc(16), 0)).toBe(false);
+    }
   });
 
   it('refuses a NUL as text COPY does (NUL_IN_STRING, before Postgres sees it)', () => {
@@ -813,6 +826,9 @@ describe('resolveWireType', () => {
       row({ oid: 70003, name: '_positive', category: 'A', elem: 70001, len: -1, schema: 'public' }),
       row({ oid: 70004, name: 'mood', kind: 'e', category: 'E', schema: 'public', formatted: 'mood' }),
       row({ oid: 70005, name: 'ints', kind: 'd', base: 1007, schema: 'public', formatted: 'ints' }),
+      row({ oid: 70006, name: '_mood', category: 'A', elem: 70004, len: -1, schema: 'public' }),
+      row({ oid: 1042, name: 'bpchar', category: 'S', len: -1, formatted: 'character' }),
+      row({ oid: 1014, name: '_bpchar', category: 'A', elem: 1042, len: -1, formatted: 'character[]' }),
     ].map((r) => [r.oid, r]),
   );
 
@@ -832,7 +848,17 @@ describe('resolveWireType', () => {
 
   it('tells user-defined and enum types from pg_catalog’s', () => {
     expect(resolveWireType(70004, 'mood', types)).toMatchObject({ builtin: false, kind: 'e' });
-    expect(resolveWireType(70003, 'positive[]', types)).toMatchObject({ builtin: false });
+    expect(resolveWireType(70006, 'mood[]', types)).toMatchObject({ builtin: false });
+    // An array of a domain: by its element's base type (the element oid is the domain's).
+    const positives = resolveWireType(70003, 'positive[]', types);
+    expect(positives).toMatchObject({ builtin: true, element: { oid: 70001 } });
+    expect(positives.element!.wire).toMatchObject({ name: 'int4', declaredOid: 70001 });
     expect(() => resolveWireType(99999, 'gone', types)).toThrow(/not in the catalog rows/);
+  });
+
+  it('spells staging types without a length (format_type’s "character" is char(1))', () => {
+    expect(resolveWireType(1042, 'character(5)', types).stageType).toBe('pg_catalog."bpchar"');
+    expect(resolveWireType(1014, 'character(5)[]', types).stageType).toBe('pg_catalog."_bpchar"');
+    expect(resolveWireType(70002, 'pos2', types).stageType).toBe('pg_catalog."int4"');
   });
 });
