@@ -38,6 +38,7 @@ const ENV_OVERRIDES: ReadonlyArray<readonly [string, readonly string[], Kind]> =
   ['PGSINK_BATCH_MAX_ROWS', ['batch', 'maxRows'], 'int'],
   ['PGSINK_BATCH_MAX_BYTES', ['batch', 'maxBytes'], 'int'],
   ['PGSINK_BATCH_LINGER_MS', ['batch', 'lingerMs'], 'int'],
+  ['PGSINK_BATCH_ADAPTIVE_ROWS', ['batch', 'adaptiveRows'], 'bool'],
   ['PGSINK_BACKPRESSURE_MAX_PARTITION_BYTES', ['backpressure', 'maxPartitionBytes'], 'int'],
   ['PGSINK_BACKPRESSURE_MAX_TOTAL_BYTES', ['backpressure', 'maxTotalBytes'], 'int'],
   ['PGSINK_BACKPRESSURE_MAX_CONCURRENT_FLUSHES', ['backpressure', 'maxConcurrentFlushes'], 'int'],

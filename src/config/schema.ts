@@ -160,8 +160,14 @@ export const configSchema = z
         maxRows: positiveInt.default(10_000),
         maxBytes: positiveInt.default(4 * 1024 * 1024),
         lingerMs: z.number().int().nonnegative().default(250),
+        /**
+         * Each partition's row limit follows its flush latency (src/batch/adaptive-rows.ts):
+         * smaller batches while flushes take longer than half the linger, back up to maxRows
+         * while they are fast. Off by default (see the README's Performance section).
+         */
+        adaptiveRows: z.boolean().default(false),
       })
-      .default({ maxRows: 10_000, maxBytes: 4 * 1024 * 1024, lingerMs: 250 }),
+      .default({ maxRows: 10_000, maxBytes: 4 * 1024 * 1024, lingerMs: 250, adaptiveRows: false }),
     backpressure: z
       .strictObject({
         maxPartitionBytes: positiveInt.default(8 * 1024 * 1024),

@@ -18,6 +18,8 @@ export interface FlushReport {
   mode: 'append' | 'upsert';
   /** W3C traceparent headers of the batch's records (at most MAX_TRACE_LINKS, first ones). */
   traceparents: string[];
+  /** batch.adaptiveRows: the partition's row limit after this flush. */
+  rowLimit?: number;
 }
 
 export const MAX_TRACE_LINKS = 16;

@@ -15,6 +15,7 @@
 //   restore) reads the partition again from it, and offsets the client skips are checked
 //   against the log start so that a retention gap is recorded, never skipped quietly.
 import type pg from 'pg';
+import { AdaptiveRows, adaptiveRowsOptions } from '../batch/adaptive-rows.ts';
 import { Backpressure } from '../batch/backpressure.ts';
 import { PartitionBuffer, type Batch, type FlushReason } from '../batch/partition-buffer.ts';
 import type { Config } from '../config/schema.ts';
@@ -103,6 +104,8 @@ interface PartitionState {
   isolateNext: boolean;
   /** Rows per flush while a batch keeps exceeding statement_timeout (halved each time). */
   batchLimit: number | undefined;
+  /** batch.adaptiveRows: the row limit that follows this partition's flush latency. */
+  adaptive: AdaptiveRows | undefined;
 }
 
 /** A partition with records to write that has not advanced for longer than http.stuckAfterMs. */
@@ -672,6 +675,9 @@ export class SinkService {
         isolateNext: false,
         stopped: undefined,
         batchLimit: undefined,
+        adaptive: this.d.config.batch.adaptiveRows
+          ? new AdaptiveRows(adaptiveRowsOptions(this.d.config.batch))
+          : undefined,
         skipCheckedAt: undefined,
         createdFrom: undefined,
         flushes: 0,
@@ -1186,7 +1192,8 @@ export class SinkService {
       return;
     }
     this.waiting.delete(st);
-    const batch = st.buffer.take(reason, st.batchLimit);
+    const limit = Math.min(st.batchLimit ?? Infinity, st.adaptive?.limit ?? Infinity);
+    const batch = st.buffer.take(reason, Number.isFinite(limit) ? limit : undefined);
     this.activeFlushes++;
     this.activeByRoute.set(topic, (this.activeByRoute.get(topic) ?? 0) + 1);
     st.inFlight = this.runFlush(st, batch, st.epoch).finally(() => {
@@ -1199,6 +1206,7 @@ export class SinkService {
 
   private flushReasonOf(st: PartitionState, now = this.d.clock.now()): FlushReason | null {
     const reason = st.buffer.flushReason(now);
+    if (!reason && st.adaptive && st.buffer.rows >= st.adaptive.limit) return 'rows';
     if (!reason && this.draining && st.buffer.rows > 0) return 'drain';
     return reason;
   }
@@ -1263,7 +1271,9 @@ export class SinkService {
       this.activeClients.delete(client);
       this.checkin(client);
       client = undefined;
-      this.d.observer.flushed({ ...describe(), outcome });
+      const report = describe();
+      const rowLimit = st.adaptive?.observe(entries.length, report.durationMs);
+      this.d.observer.flushed({ ...report, outcome, ...(rowLimit === undefined ? {} : { rowLimit }) });
       if (outcome.catalogChanged !== undefined && !st.route.alteredNoticed) {
         st.route.alteredNoticed = true;
         this.d.logger.warn(

@@ -82,6 +82,8 @@ export const METRIC_CONSUMER_LAG = 'pgsink.consumer.lag';
 export const METRIC_PARTITIONS_PAUSED = 'pgsink.partitions.paused';
 /** Gauge {partition}: partitions assigned to this consumer by the last rebalance. */
 export const METRIC_PARTITIONS_ASSIGNED = 'pgsink.partitions.assigned';
+/** Gauge {row}: a partition's batch row limit under batch.adaptiveRows (after its last flush). */
+export const METRIC_BATCH_ROW_LIMIT = 'pgsink.batch.row_limit';
 /** Gauge By: bytes buffered (in flight included), what backpressure limits. */
 export const METRIC_BUFFER_USAGE = 'pgsink.buffer.usage';
 /** Gauge By: backpressure.maxTotalBytes, so dashboards can plot usage against it. */

@@ -340,6 +340,8 @@ class OtelObserver implements SinkObserver {
   private readonly pausedByPartition = new Map<string, { topic: string; reason: string }>();
   /** Every (topic, reason) ever paused: reported as 0 once nothing is, not left stale. */
   private readonly pauseSeries = new Map<string, Attributes>();
+  /** batch.adaptiveRows: each partition's row limit after its last flush here. */
+  private readonly rowLimits = new Map<string, [number, Attributes]>();
   private bufferedBytes = 0;
   private assignedPartitions = 0;
   private readonly attrCache = new Map<string, Attributes>();
@@ -439,6 +441,14 @@ class OtelObserver implements SinkObserver {
         for (const [k, attrs] of this.pauseSeries) r.observe(counts.get(k) ?? 0, attrs);
       });
     meter
+      .createObservableGauge(N.METRIC_BATCH_ROW_LIMIT, {
+        description: "A partition's batch row limit under batch.adaptiveRows, after its last flush.",
+        unit: '{row}',
+      })
+      .addCallback((r) => {
+        for (const [value, attrs] of this.rowLimits.values()) r.observe(value, attrs);
+      });
+    meter
       .createObservableGauge(N.METRIC_PARTITIONS_ASSIGNED, {
         description: 'Partitions assigned to this consumer.',
         unit: '{partition}',
@@ -484,6 +494,8 @@ class OtelObserver implements SinkObserver {
     this.batchRows.record(r.rows, perTopic);
     this.batchSize.record(r.bytes, perTopic);
     this.flushDuration.record(r.durationMs / 1000, perTopic);
+    if (r.rowLimit !== undefined)
+      this.rowLimits.set(`${r.topic}\0${r.partition}`, [r.rowLimit, perPartition]);
 
     const span = this.startFlushSpan(r);
     span.setAttributes({
