@@ -74,6 +74,7 @@ const { values: args } = parseArgs({
     'alt-client': { type: 'boolean', default: false },
     // No default: unset means "on in a full run, where pgsink knows routes[].copyFormat".
     'text-copy-row': { type: 'boolean' },
+    'adaptive-row': { type: 'boolean' },
     'node-flags': { type: 'string' },
     'stall-node-flags': { type: 'string' },
     'max-total-mib': { type: 'string' },
@@ -108,7 +109,9 @@ if (args.help) {
                           consuming alone, side by side with K; bench/alt-client/build.sh builds it
                           from source into .cache/alt-client first (about 2 min; needs apt for -dev libs)
   --[no-]text-copy-row    also a pgsink run per rep with routes[].copyFormat: text (default: on in a full
-                          run when this checkout's config schema has the setting, off with --quick)
+                          run, off with --quick)
+  --[no-]adaptive-row     also a pgsink run per rep and a second latency phase with batch.adaptiveRows
+                          (default: on in a full run, off with --quick)
 `);
   process.exit(0);
 }
@@ -155,6 +158,8 @@ const STALL_NODE_FLAGS = flags(args['stall-node-flags'] ?? DEPLOYED_NODE_FLAGS);
 type CopyFormat = RouteConfig['copyFormat'];
 /** The extra "pgsink (text COPY)" run: text COPY side by side with pgsink's default format. */
 const TEXT_COPY_ROW = args['text-copy-row'] ?? !QUICK;
+/** The extra runs with batch.adaptiveRows: throughput per rep, and the latency phase again. */
+const ADAPTIVE_ROW = args['adaptive-row'] ?? !QUICK;
 
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const note = (s: string) => process.stderr.write(`bench: ${s}\n`);
@@ -419,6 +424,7 @@ function pgsinkConfig(
   groupId: string,
   spec: ClientSpec = KAFKAJS,
   copyFormat?: CopyFormat,
+  adaptiveRows = false,
 ): ConfigInput {
   // routes[].copyFormat only when asked for: the config schema is strict, and a pgsink without
   // the setting refuses to start on a key it does not know.
@@ -435,7 +441,12 @@ function pgsinkConfig(
       heartbeatIntervalMs: 1_000,
     },
     postgres: { url: c.databaseUrl, schema: c.pgSchema },
-    batch: { maxRows: MAX_ROWS, maxBytes: BATCH_MAX_BYTES, lingerMs: LINGER_MS },
+    batch: {
+      maxRows: MAX_ROWS,
+      maxBytes: BATCH_MAX_BYTES,
+      lingerMs: LINGER_MS,
+      ...(adaptiveRows ? { adaptiveRows } : {}),
+    },
     backpressure: {
       maxPartitionBytes: MAX_PARTITION_BYTES,
       maxTotalBytes: MAX_TOTAL_BYTES,
@@ -540,11 +551,12 @@ async function pgsinkRun(
   execArgv: string[] = NODE_FLAGS,
   spec: ClientSpec = KAFKAJS,
   copyFormat?: CopyFormat,
+  adaptiveRows = false,
 ): Promise<PgsinkRun> {
   const { table, quoted } = await createTable(c, `pgsink_${label.replaceAll('-', '_')}`);
   const job: Job = {
     mode: 'pgsink',
-    config: pgsinkConfig(c, c.topic, table, group(c, label), spec, copyFormat),
+    config: pgsinkConfig(c, c.topic, table, group(c, label), spec, copyFormat, adaptiveRows),
     expect: EVENTS,
     reportFlushes: false,
     statsEveryMs: 0,
@@ -980,15 +992,16 @@ async function sendWithKafkajs(
  * reports every flush's partition, offset range and commit time; the offsets of each event
  * come from the produce acknowledgements.
  */
-async function latencyPhase(c: Ctx, rate: number): Promise<LatencyResult> {
-  const topic = `${c.topic}-lat`;
+async function latencyPhase(c: Ctx, rate: number, adaptiveRows = false): Promise<LatencyResult> {
+  const name = adaptiveRows ? 'lat_adaptive' : 'lat';
+  const topic = `${c.topic}-${name}`;
   await createTopic(c, topic);
-  const { table, quoted } = await createTable(c, 'lat');
+  const { table, quoted } = await createTable(c, name);
   const total = Math.max(PARTITIONS, Math.round(rate * LATENCY_SECONDS));
   const flushes: Array<{ partition: number; first: number; last: number; at: number }> = [];
   const job: Job = {
     mode: 'pgsink',
-    config: pgsinkConfig(c, topic, table, group(c, 'lat')),
+    config: pgsinkConfig(c, topic, table, group(c, name), KAFKAJS, undefined, adaptiveRows),
     expect: total,
     reportFlushes: true,
     statsEveryMs: 0,
@@ -1588,6 +1601,7 @@ async function measure(
   const k0Runs: RunResult[] = [];
   const altRuns: RunResult[] = [];
   const textCopyRuns: PgsinkRun[] = [];
+  const adaptiveRuns: PgsinkRun[] = [];
   if (args['alt-client']) buildAltClient();
   // The second client, behind the same source interface: pgsink, C and K again, with the
   // classic protocol (cooperative-sticky) and, where the broker speaks it, KIP-848 (the
@@ -1607,6 +1621,10 @@ async function measure(
     if (TEXT_COPY_ROW) {
       note(`rep ${r}/${REPS}: pgsink (text COPY: routes[].copyFormat text)`);
       textCopyRuns.push(await pgsinkRun(c, `text-${r}`, NODE_FLAGS, KAFKAJS, 'text'));
+    }
+    if (ADAPTIVE_ROW) {
+      note(`rep ${r}/${REPS}: pgsink (batch.adaptiveRows)`);
+      adaptiveRuns.push(await pgsinkRun(c, `adaptive-${r}`, NODE_FLAGS, KAFKAJS, undefined, true));
     }
     note(`rep ${r}/${REPS}: baseline B (eachBatch + multi-row INSERT)`);
     bRuns.push(await batchRun(c, String(r)));
@@ -1647,6 +1665,9 @@ async function measure(
   const textCopyEps = textCopyRuns.length
     ? median(textCopyRuns.map((x) => x.result.eventsPerSec))
     : undefined;
+  const adaptiveEps = adaptiveRuns.length
+    ? median(adaptiveRuns.map((x) => x.result.eventsPerSec))
+    : undefined;
   const bEps = eps(bRuns);
   const cEps = eps(cRuns);
   const kEps = eps(kRuns);
@@ -1662,6 +1683,12 @@ async function measure(
   const checkpoint = await checkpointBeforeLatency(c);
   note(`latency: open loop at ${fmt(rate)} events/s for ${LATENCY_SECONDS} s`);
   const latency = await latencyPhase(c, rate);
+  let latencyAdaptive: LatencyResult | undefined;
+  if (ADAPTIVE_ROW) {
+    await checkpointBeforeLatency(c);
+    note(`latency: the same with batch.adaptiveRows`);
+    latencyAdaptive = await latencyPhase(c, rate, true);
+  }
   note(`stall: table locked while ${fmt(STALL_EVENTS)} events are produced`);
   const stall = await stallPhase(c);
   note(`half bad: ${fmt(HALF_BAD_EVENTS)} events, every other one refused by a CHECK constraint`);
@@ -1734,6 +1761,16 @@ async function measure(
             textCopyEps,
             runsOf(textCopyRuns.map((x) => x.result.eventsPerSec)),
             `${ratio(textCopyEps).toFixed(2)}`,
+          ],
+        ] as Array<[string, number, string, string]>)),
+    ...(adaptiveEps === undefined
+      ? []
+      : ([
+          [
+            'pgsink (adaptive rows)  batch.adaptiveRows: true',
+            adaptiveEps,
+            runsOf(adaptiveRuns.map((x) => x.result.eventsPerSec)),
+            `${ratio(adaptiveEps).toFixed(2)}`,
           ],
         ] as Array<[string, number, string, string]>)),
     [
@@ -1814,6 +1851,12 @@ async function measure(
   out(
     `            produce → row committed  p50 ${latency.p50Ms.toFixed(0)} ms, p90 ${latency.p90Ms.toFixed(0)} ms, p99 ${latency.p99Ms.toFixed(0)} ms, p99.9 ${latency.p999Ms.toFixed(0)} ms, max ${latency.maxMs.toFixed(0)} ms (producer at most ${latency.producerMaxBehindMs.toFixed(0)} ms behind schedule; ${checkpoint})`,
   );
+  if (latencyAdaptive) {
+    const l = latencyAdaptive;
+    out(
+      `            with batch.adaptiveRows  p50 ${l.p50Ms.toFixed(0)} ms, p90 ${l.p90Ms.toFixed(0)} ms, p99 ${l.p99Ms.toFixed(0)} ms, p99.9 ${l.p999Ms.toFixed(0)} ms, max ${l.maxMs.toFixed(0)} ms at ${fmt(l.achievedRate)} events/s (producer at most ${l.producerMaxBehindMs.toFixed(0)} ms behind)`,
+    );
+  }
   const coresText = (v: number | null) => (v === null ? 'n/a' : v.toFixed(2));
   out(
     `            sent by ${latency.generator}; CPU in use while sending, in cores of ${availableParallelism()}: pgsink ${coresText(latency.cores.pgsink)}, postgres ${coresText(latency.cores.postgres)}, broker ${coresText(latency.cores.kafka)}, producer ${coresText(latency.cores.generator)}`,
@@ -2044,6 +2087,29 @@ async function measure(
                 ? round(median(textCopyRuns.map((x) => x.cpu.postgres ?? NaN)))
                 : null,
             },
+          },
+        }
+      : {}),
+    ...(adaptiveRuns.length
+      ? {
+          pgsinkAdaptiveRows: {
+            eventsPerSec: round(adaptiveEps ?? NaN, 1),
+            runs: adaptiveRuns.map((x) => round(x.result.eventsPerSec, 1)),
+            seconds: round(median(adaptiveRuns.map((x) => x.result.seconds)), 3),
+            cpuSeconds: { pgsink: round(median(adaptiveRuns.map((x) => x.cpu.pgsink))) },
+          },
+        }
+      : {}),
+    ...(latencyAdaptive
+      ? {
+          latencyAdaptiveRows: {
+            achievedRate: round(latencyAdaptive.achievedRate, 1),
+            p50Ms: round(latencyAdaptive.p50Ms, 1),
+            p90Ms: round(latencyAdaptive.p90Ms, 1),
+            p99Ms: round(latencyAdaptive.p99Ms, 1),
+            p999Ms: round(latencyAdaptive.p999Ms, 1),
+            maxMs: round(latencyAdaptive.maxMs, 1),
+            producerMaxBehindMs: round(latencyAdaptive.producerMaxBehindMs, 1),
           },
         }
       : {}),
