@@ -402,6 +402,119 @@ const ENUMS: Schema = {
   ],
 };
 
+const TIMES: Schema = {
+  type: 'record',
+  name: 'Times',
+  fields: [
+    { name: 'id', type: 'long' },
+    { name: 'tsm', type: { type: 'long', logicalType: 'timestamp-millis' } },
+    { name: 'tsu', type: { type: 'long', logicalType: 'timestamp-micros' } },
+    { name: 'tsz', type: { type: 'long', logicalType: 'timestamp-micros' } },
+    { name: 'lts', type: { type: 'long', logicalType: 'local-timestamp-micros' } },
+    { name: 'dt', type: { type: 'int', logicalType: 'date' } },
+    { name: 'tm', type: { type: 'int', logicalType: 'time-millis' } },
+    { name: 'tu', type: { type: 'long', logicalType: 'time-micros' } },
+  ],
+};
+// A UTC timestamp into timestamp (no zone), typmods that round (time(0) of 23:59:59.5 is
+// 24:00:00), dates and timestamps at Postgres' limits and beyond (22008).
+const US_MIN = -210866803200000000n; // 4714-11-24 00:00:00 BC
+const TIME_VALUES: Array<Record<string, number | bigint>> = [
+  { tsm: 0, tsu: 0, tsz: 0, lts: 0, dt: 0, tm: 0, tu: 0 },
+  { tsm: -1, tsu: -1, tsz: 999_999, lts: -1, dt: -1, tm: 86_399_999, tu: 86_399_999_999 },
+  {
+    tsm: 1709210096789,
+    tsu: 1709210096789499n,
+    tsz: 1709210096789500n,
+    lts: 1709210096789501n,
+    dt: 19782,
+    tm: 43_200_500,
+    tu: 43_200_000_499,
+  },
+  { tsm: -8520335999999, tsu: US_MIN, tsz: US_MIN + 500_000n, lts: US_MIN, dt: -2_440_588, tm: 1, tu: 1 },
+  {
+    tsm: 9224318015999999n,
+    tsu: 2n ** 63n - 1n,
+    tsz: 2n ** 62n,
+    lts: 2n ** 63n - 1n,
+    dt: 2_145_042_905,
+    tm: 86_399_500,
+    tu: 86_399_999_500,
+  },
+  { tsm: 0, tsu: US_MIN - 1n, tsz: 0, lts: 0, dt: 0, tm: 0, tu: 0 }, // 22008
+  { tsm: 0, tsu: 0, tsz: 0, lts: 0, dt: 2_145_042_906, tm: 0, tu: 0 }, // 22008
+  { tsm: 9224318016000000n, tsu: 0, tsz: 0, lts: 0, dt: 0, tm: 0, tu: 0 }, // 22008
+];
+
+const ROUNDING: Schema = {
+  type: 'record',
+  name: 'Rounding',
+  fields: [
+    { name: 'id', type: 'long' },
+    { name: 'dec', type: { type: 'bytes', logicalType: 'decimal', precision: 12, scale: 4 } },
+    { name: 'dbl', type: 'double' },
+    { name: 'fl', type: 'float' },
+    { name: 'i', type: 'int' },
+    { name: 'i8', type: 'int' },
+    { name: 'l', type: 'long' },
+    { name: 'li', type: ['null', 'long'] },
+  ],
+};
+// [dec × 10^4, dbl, fl, i (into smallint), i8 (into float8), l (into numeric), li (into smallint)]
+const ROUNDING_VALUES: Array<[bigint, number, number, number, number, number | bigint, number | null]> = [
+  [10050n, 1.005, 0.05, 1, 1, 1, null],
+  [26750n, 2.675, 2.25, -32768, -(2 ** 31), -(2n ** 63n), -32768],
+  [-5n, -0.0005, -0.05, 32767, 2 ** 31 - 1, 2n ** 63n - 1n, 32767],
+  [1234567n, 123.4567, 1234.56, 0, 0, 0, 0],
+  [999999995000n, 99999.9995, 9999.95, 7, 7, 7, 7], // dec and dbl overflow after rounding: 22003
+  [-999999994999n, -99999.99949, -9999.94, 8, 8, 8, 8], // dec rounds down to -99999999.99: fits
+  [0n, 0, 0, 40000, 1, 1, 1], // 22003 (smallint)
+  [0n, 0, 0, 1, 1, 1, 40000], // 22003 (smallint)
+];
+
+const JSONS: Schema = {
+  type: 'record',
+  name: 'Jsons',
+  fields: [
+    { name: 'id', type: 'long' },
+    { name: 'js', type: 'string' },
+    { name: 'jt', type: 'string' },
+    {
+      name: 'rec',
+      type: {
+        type: 'record',
+        name: 'JR',
+        fields: [
+          { name: 'x', type: 'long' },
+          { name: 'y', type: ['null', 'string'] },
+        ],
+      },
+    },
+    { name: 'm', type: { type: 'map', values: 'double' } },
+    { name: 'u', type: ['null', 'string', 'long'] },
+  ],
+};
+const JSON_TEXTS: Array<[string, string | undefined]> = [
+  ['{"a": 1, "a": 2}', undefined],
+  ['  [true, null, {"b": [1e400]}] ', undefined],
+  ['"é\\u00e9\\n"', undefined],
+  ['12345678901234567890.123', undefined],
+  ['[1, 2', '22P02'],
+  ['"\\u0000"', '22P05'],
+  ['', '22P02'],
+];
+
+const CHARS_FAST: Schema = {
+  type: 'record',
+  name: 'CharsFast',
+  fields: [
+    { name: 'id', type: 'long' },
+    { name: 'c', type: 'string' },
+    { name: 'e', type: { type: 'enum', name: 'E3', symbols: ['x', 'yy', 'zzzz'] } },
+    { name: 'ca', type: { type: 'array', items: 'string' } },
+  ],
+};
+
 const BULK: Schema = {
   type: 'record',
   name: 'Bulk',
@@ -499,6 +612,53 @@ describe('COPY binary stores what COPY text stores', () => {
         { key: null, value: { id: 1, m: 'ok', mn: null } },
         { key: null, value: { id: 2, m: 'happy', mn: 'angry' } },
         { key: null, value: { id: 3, m: 'happy', mn: 'ok' } },
+      ],
+    );
+    await add(
+      'times',
+      TIMES,
+      (t) => [
+        `CREATE TABLE ${t} (id bigint, tsm timestamp, tsu timestamp(3), tsz timestamptz(0), lts timestamp(1), dt date, tm time(0), tu time(3))`,
+      ],
+      TIME_VALUES.map((v, id) => ({ key: null, value: { id, ...v } })),
+    );
+    await add(
+      'rounding',
+      ROUNDING,
+      (t) => [
+        `CREATE TABLE ${t} (id bigint, dec numeric(10,2), dbl numeric(8,3), fl numeric(5,1), i smallint, i8 float8, l numeric, li smallint)`,
+      ],
+      ROUNDING_VALUES.map(([dec, dbl, fl, i, i8, l, li], id) => ({
+        key: null,
+        value: { id, dec: decimalBytes(dec), dbl, fl, i, i8, l, li },
+      })),
+    );
+    await add(
+      'json',
+      JSONS,
+      (t) => [`CREATE TABLE ${t} (id bigint, js jsonb, jt json, rec json, m text, u jsonb)`],
+      JSON_TEXTS.map(([j], id) => ({
+        key: null,
+        value: {
+          id,
+          js: j,
+          jt: id === 5 ? '{}' : j,
+          rec: { x: BigInt(id) * 2n ** 60n, y: id % 2 ? null : `"${j}"` },
+          m: { [`k${id}`]: id / 3, nan: Number.NaN },
+          u: id % 3 === 0 ? null : id % 3 === 1 ? { string: j } : { long: BigInt(id) - 2n ** 62n },
+        },
+      })),
+    );
+    await add(
+      'char_fast',
+      CHARS_FAST,
+      (t) => [`CREATE TABLE ${t} (id bigint, c char(5), e varchar(3), ca char(3)[])`],
+      [
+        { key: null, value: { id: 0, c: 'abc', e: 'x', ca: ['a', 'abc', ''] } },
+        { key: null, value: { id: 1, c: 'abcde', e: 'yy', ca: [] } },
+        { key: null, value: { id: 2, c: '', e: 'x', ca: ['ab  '] } },
+        { key: null, value: { id: 3, c: 'ab  ', e: 'yy', ca: ['abc   '] } },
+        { key: null, value: { id: 4, c: 'abcde   ', e: 'x', ca: ['é€𝄞'] } },
       ],
     );
     await add(
@@ -679,6 +839,69 @@ describe('COPY binary stores what COPY text stores', () => {
       { id: 0, m: 'sad', mn: 'happy' },
       { id: 1, m: 'ok', mn: null },
       { id: 3, m: 'happy', mn: 'ok' },
+    ]);
+  });
+
+  it('writes timestamps, dates and times alike, rounded by their typmods, refused beyond range', async () => {
+    const t = cases.get('times')!;
+    const bin = await expectTwinsAlike(groupSchema, t);
+    expect(bin.dead.map((d) => [d.offset, d.code])).toEqual([
+      [5, '22008'],
+      [6, '22008'],
+      [7, '22008'],
+    ]);
+    expect(bin.rows).toHaveLength(5);
+    const { rows } = await pool.query<Record<string, string>>(
+      `SELECT tsm::text, tsu::text, tm::text, tu::text FROM ${t.binary.table} WHERE id = 2`,
+    );
+    expect(rows[0]).toEqual({
+      tsm: '2024-02-29 12:34:56.789',
+      tsu: '2024-02-29 12:34:56.789',
+      tm: '12:00:01',
+      tu: '12:00:00',
+    });
+  });
+
+  it('rounds to numeric typmods as numeric_in does, and narrows ints as int2in does', async () => {
+    const t = cases.get('rounding')!;
+    const bin = await expectTwinsAlike(groupSchema, t);
+    expect(bin.dead.map((d) => [d.offset, d.code])).toEqual([
+      [4, '22003'],
+      [6, '22003'],
+      [7, '22003'],
+    ]);
+    const { rows } = await pool.query<Record<string, string>>(
+      `SELECT dec::text, dbl::text, fl::text, l::text FROM ${t.binary.table} ORDER BY id LIMIT 3`,
+    );
+    expect(rows).toEqual([
+      { dec: '1.01', dbl: '1.005', fl: '0.1', l: '1' },
+      { dec: '2.68', dbl: '2.675', fl: '2.3', l: '-9223372036854775808' },
+      { dec: '0.00', dbl: '-0.001', fl: '-0.1', l: '9223372036854775807' },
+    ]);
+  });
+
+  it('writes strings into json and jsonb, records and maps as JSON, as text COPY does', async () => {
+    const t = cases.get('json')!;
+    const bin = await expectTwinsAlike(groupSchema, t);
+    expect(bin.dead.map((d) => [d.offset, d.code])).toEqual(
+      JSON_TEXTS.map(([, code], i) => [i, code] as const).filter(([, code]) => code !== undefined),
+    );
+    expect(bin.rows).toHaveLength(4);
+  });
+
+  it('writes char(n), varchar(n) and char(n)[] as their recv functions pad and check them', async () => {
+    const t = cases.get('char_fast')!;
+    const bin = await expectTwinsAlike(groupSchema, t);
+    expect(bin.dead).toEqual([]);
+    const { rows } = await pool.query<{ c: string; n: number }>(
+      `SELECT c::text AS c, octet_length(c)::int AS n FROM ${t.binary.table} ORDER BY id`,
+    );
+    expect(rows).toEqual([
+      { c: 'abc', n: 5 },
+      { c: 'abcde', n: 5 },
+      { c: '', n: 5 },
+      { c: 'ab', n: 5 },
+      { c: 'abcde', n: 5 },
     ]);
   });
 
