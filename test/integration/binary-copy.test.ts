@@ -534,6 +534,26 @@ const bulkValue = (id: number) => ({
   amount: decimalBytes(BigInt(id) * 1_000_003n - 3_000_000_000n),
 });
 
+const CHARS: Schema = {
+  type: 'record',
+  name: 'Chars',
+  fields: [
+    { name: 'id', type: 'long' },
+    { name: 'c', type: 'string' },
+    { name: 'v', type: 'int' },
+  ],
+};
+// [c, v, stored c::text or undefined (with the code)]
+const CHAR_VALUES: Array<[string, number, string | undefined, string?]> = [
+  ['abc', 1, 'abc'],
+  ['abcde', 2, 'abcde'],
+  ['x', -1, undefined, '23514'],
+  ['abcdef', 3, undefined, '22001'],
+  ['', 4, ''],
+  ['ab  ', 5, 'ab'],
+  ['abcde  ', 6, 'abcde'],
+];
+
 describe('COPY binary stores what COPY text stores', () => {
   const lines = new Lines();
   const groupSchema = uniqueName('bin_grp');
@@ -666,6 +686,12 @@ describe('COPY binary stores what COPY text stores', () => {
       BULK,
       (t) => [`CREATE TABLE ${t} (id bigint, s text, d float8, amount numeric(18,4))`],
       Array.from({ length: BULK_ROWS }, (_, id) => ({ key: null, value: bulkValue(id) })),
+    );
+    await add(
+      'char',
+      CHARS,
+      (t) => [`CREATE TABLE ${t} (id bigint, c char(5), v integer CHECK (v >= 0))`],
+      CHAR_VALUES.map(([c, v], id) => ({ key: null, value: { id, c, v } })),
     );
     // Everything is produced before pgsink starts: each case's records come in one batch, so a
     // refused row sends its whole batch through isolation.
@@ -905,6 +931,24 @@ describe('COPY binary stores what COPY text stores', () => {
     ]);
   });
 
+  it('keeps a char(n) value whole when its batch goes through isolation', async () => {
+    const t = cases.get('char')!;
+    for (const target of [t.binary, t.text]) {
+      const s = await stored(groupSchema, target);
+      const { rows } = await pool.query<{ id: number; c: string }>(
+        `SELECT id::int, c::text AS c FROM ${target.table} ORDER BY id`,
+      );
+      expect({ table: target.table, dead: s.dead.map((d) => [d.offset, d.code]), rows }).toEqual({
+        table: target.table,
+        dead: CHAR_VALUES.map(([, , , code], i) => [i, code] as const).filter(
+          ([, code]) => code !== undefined,
+        ),
+        rows: CHAR_VALUES.map(([, , c], id) => ({ id, c })).filter((r) => r.c !== undefined),
+      });
+    }
+    await expectTwinsAlike(groupSchema, t);
+  });
+
   it('writes many batches of many arena chunks alike', async () => {
     const t = cases.get('bulk')!;
     const bin = await expectTwinsAlike(groupSchema, t);
@@ -1053,6 +1097,48 @@ describe('COPY binary, upsert and altered tables', () => {
         (n) => n === 1,
         10_000,
       );
+    },
+  );
+
+  it(
+    'takes, after a column is widened (int4 → bigint), what text COPY takes',
+    { timeout: 180_000 },
+    async () => {
+      const LONGS: Schema = {
+        type: 'record',
+        name: 'Longs',
+        fields: [
+          { name: 'id', type: 'long' },
+          { name: 'n', type: 'long' },
+        ],
+      };
+      const row = (id: number, n: number): Msg => ({ key: null, value: { id, n } });
+      const { twin: t, routes } = await twin(
+        'widened',
+        LONGS,
+        (table) => [`CREATE TABLE ${table} (id bigint, n integer)`],
+        [row(0, 1), row(1, 3_000_000_000), row(2, 2)],
+      );
+      const lines = new Lines();
+      const groupSchema = uniqueName('bin_wid');
+      const p = startPipeline(groupSchema, routes, lines);
+      await p.service.start();
+      await landed(p, [t.binary.topic, t.text.topic]);
+      for (const target of [t.binary, t.text])
+        await pool.query(`ALTER TABLE ${target.table} ALTER COLUMN n TYPE bigint`);
+      const round2 = [row(3, 4), row(4, 3_000_000_001), row(5, 5)];
+      await produce(t.binary.topic, LONGS, round2);
+      await produce(t.text.topic, LONGS, round2);
+      await landed(p, [t.binary.topic, t.text.topic]);
+      const bin = await expectTwinsAlike(groupSchema, t);
+      expect(bin.dead.map((d) => [d.offset, d.code])).toEqual([[1, '22003']]);
+      expect(bin.rows.map((r) => r.json)).toEqual([
+        { id: 0, n: 1 },
+        { id: 2, n: 2 },
+        { id: 3, n: 4 },
+        { id: 4, n: 3_000_000_001 },
+        { id: 5, n: 5 },
+      ]);
     },
   );
 });
