@@ -664,19 +664,25 @@ const describeAvro = (type: avro.Type): string =>
     ? `${avroName(type.underlyingType)} (${type.logical})`
     : avroName(type);
 
-function noEncoder(type: avro.Type, wire: WireType): WriterChoice {
+/** Why a column's type has no writer, when its kind says it (an enum, composite, range, …). */
+function kindReason(wire: WireType): string | undefined {
   // The kind first: an enum, composite or range type is user-defined too (never pg_catalog's
   // but for the built-in ranges), and the kind says more.
-  const why =
-    wire.kind === 'e'
-      ? 'an enum type'
-      : wire.kind === 'c'
-        ? 'a composite type'
-        : wire.kind === 'r' || wire.kind === 'm'
-          ? 'a range type'
-          : !wire.builtin
-            ? 'a user-defined type'
-            : undefined;
+  return wire.kind === 'e'
+    ? 'an enum type'
+    : wire.kind === 'c'
+      ? 'a composite type'
+      : wire.kind === 'r' || wire.kind === 'm'
+        ? 'a range type'
+        : !wire.builtin
+          ? 'a user-defined type'
+          : undefined;
+}
+
+function noEncoder(type: avro.Type, wire: WireType): WriterChoice {
+  // An array column: its element's type is the reason (an array of an enum is no user type).
+  const element = wire.element ? kindReason(wire.element.wire) : undefined;
+  const why = element ? `an array of ${element}` : kindReason(wire);
   return {
     unsupported: `Avro ${describeAvro(type)} into ${wire.declared}${why ? ` (${why})` : ''}`,
   };

@@ -726,6 +726,27 @@ describe('binaryWriterFor: which pairs have a writer', () => {
     expect(noWriter(['null', 'string'], userType('e', 'mood'))).toBe(
       'Avro string into public.mood (an enum type)',
     );
+    // Array columns: by their element's type.
+    const moods: WireType = {
+      ...wire('_mood', 60001),
+      declared: 'public.mood[]',
+      builtin: false,
+      element: { oid: 60000, wire: userType('e', 'mood') },
+    };
+    expect(noWriter({ type: 'array', items: 'string' }, moods)).toBe(
+      'Avro array into public.mood[] (an array of an enum type)',
+    );
+    const ranges: WireType = {
+      ...wire('_int4range', 3905),
+      declared: 'int4range[]',
+      builtin: false,
+      element: { oid: 3904, wire: { ...wire('int4range', 3904), kind: 'r' } },
+    };
+    expect(noWriter({ type: 'array', items: 'string' }, ranges)).toBe(
+      'Avro array into int4range[] (an array of a range type)',
+    );
+    const intervals = wire('_interval', 1187, wire('interval', 1186));
+    expect(noWriter({ type: 'array', items: 'string' }, intervals)).toBe('Avro array into _interval');
   });
 
   it('leaves to text what text COPY converts differently or not at all', () => {
