@@ -96,7 +96,10 @@ export interface TargetColumn {
 /** The target's columns' types, read now (a column altered since the last flush counts). */
 async function targetColumns(client: pg.ClientBase, plan: IsolationPlan): Promise<TargetColumn[]> {
   const { rows } = await client.query<{ name: string; type: string }>(
-    `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS type
+    // typmod -1, not NULL: format_type(…, NULL) spells char(n) as 'character', which is
+    // char(1) in a cast, and an explicit cast to it truncates (bit(n) alike); with -1 they are
+    // 'bpchar' and "bit", which carry no length, and the assignment applies the column's own.
+    `SELECT a.attname AS name, format_type(a.atttypid, -1) AS type
        FROM pg_attribute a
       WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY($2)`,
     [plan.target, plan.columns],
