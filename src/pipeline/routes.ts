@@ -40,8 +40,8 @@ export interface RouteRuntime {
   directBinary: DirectBinaryEncoder | undefined;
   /** Binary: the declared type oid of each column at start-up (checked by every flush). */
   wireOids: Map<string, number> | undefined;
-  /** A flush found the table altered since start-up (logged once). */
-  alteredNoticed?: boolean;
+  /** Bumped each time the encoders are chosen again from the catalog (an altered table). */
+  gen: number;
 }
 
 export function registryTls(config: Config): RegistryTls | undefined {
@@ -104,6 +104,7 @@ export function buildRoutes(config: Config): Map<string, RouteRuntime> {
       binary: undefined,
       directBinary: undefined,
       wireOids: undefined,
+      gen: 0,
     });
   }
   return routes;

@@ -30,7 +30,14 @@ import { ensureSinkTables, assertTargetTable, sinkTables, type SinkTables } from
 import { quoteQualified } from '../sink/columns.ts';
 import { planTable } from '../sink/schema-plan.ts';
 import { assertUniqueKey, deleteLine, upsertLine } from '../sink/upsert.ts';
-import { FenceBehind, flushBatch, readFences, type Entry, type Failure } from '../sink/flush.ts';
+import {
+  CatalogChanged,
+  FenceBehind,
+  flushBatch,
+  readFences,
+  type Entry,
+  type Failure,
+} from '../sink/flush.ts';
 import { classifyPgError, describePgError, SinkError, sqlstateOf } from '../sink/pg-errors.ts';
 import { RowArena } from '../sink/row-arena.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -154,6 +161,8 @@ export type ServiceState = 'new' | 'starting' | 'running' | 'stopping' | 'stoppe
 
 export class SinkService {
   private readonly states = new Map<string, PartitionState>();
+  /** Routes whose table's column types are being read again (see refreshCatalog). */
+  private readonly refreshing = new Map<RouteRuntime, Promise<void>>();
   private readonly bp: Backpressure;
   private readonly tables: SinkTables;
   private readonly kafkaPaused = new Set<string>();
@@ -426,6 +435,53 @@ export class SinkService {
         onFiltered: (tp, first, next) => this.onFiltered(tp, first, next),
       }),
     );
+  }
+
+  /**
+   * Reads the route's table's column types again after a flush found one changed, and chooses
+   * the encoders again (binary or text). Once per route at a time: the partitions that found it
+   * too wait for the same read.
+   */
+  private refreshCatalog(route: RouteRuntime, cause: CatalogChanged): Promise<void> {
+    const running = this.refreshing.get(route);
+    if (running) return running;
+    const refresh = (async () => {
+      this.d.logger.warn(
+        { route: route.config.topic, table: route.config.table, change: cause.message },
+        `${cause.message}: the table was altered while pgsink writes COPY binary into it; reading its column types again, and encoding the buffered records again for them`,
+      );
+      const client = await this.checkout();
+      try {
+        const wire = await readWireTypes(client, route.config.table);
+        adaptToTable(route, new Map([...wire].map(([name, w]) => [name, w.declared])));
+        this.chooseCopyFormat(route, wire);
+        route.gen++;
+      } finally {
+        this.checkin(client);
+      }
+    })().finally(() => this.refreshing.delete(route));
+    this.refreshing.set(route, refresh);
+    return refresh;
+  }
+
+  /** Encodes `entries` again, in place, from their records, with the route's current encoders. */
+  private async reencode(st: PartitionState, entries: Entry[]): Promise<void> {
+    const slice = (e: Entry, from: number, to: number): Buffer | null =>
+      from < 0 ? null : e.raw.subarray(from, to);
+    await st.route.decoder.prepare(entries.map((e) => slice(e, e.valueStart, e.valueEnd)));
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.skip) continue;
+      const message = {
+        key: slice(e, e.keyStart, e.keyEnd),
+        value: slice(e, e.valueStart, e.valueEnd),
+        offset: String(e.offset),
+        timestamp: String(e.timestamp ?? -1),
+        ...(e.headers ? { headers: e.headers } : {}),
+        ...(e.rawHeaders ? { rawHeaders: e.rawHeaders } : {}),
+      };
+      entries[i] = this.decodeAll(st, [message], 0)[0]!;
+    }
   }
 
   /** COPY binary where the table's column types allow it (said at start-up either way). */
@@ -1139,6 +1195,8 @@ export class SinkService {
         valueEnd,
         headers,
         rawHeaders: headers && rawHeadersOf(m),
+        timestamp: timestampOf(m.timestamp),
+        gen: st.route.gen,
       };
       if (failure) entry.failure = failure;
       out.push(entry);
@@ -1231,6 +1289,18 @@ export class SinkService {
   private async runFlush(st: PartitionState, batch: Batch<Entry>, epoch: number): Promise<void> {
     const started = this.d.clock.now();
     const entries = batch.entries;
+    if (entries.some((e) => !e.skip && e.gen !== st.route.gen)) {
+      // Encoded before the table's columns were read again (an ALTER TABLE): once more, from
+      // the records, for the types they have now.
+      try {
+        await this.reencode(st, entries);
+      } catch (err) {
+        st.buffer.requeue(batch);
+        this.hold(st, err as Error, 'decode');
+        return;
+      }
+      if (epoch !== st.epoch) return;
+    }
     const target = {
       groupId: this.d.config.kafka.groupId,
       topic: st.tp.topic,
@@ -1274,13 +1344,6 @@ export class SinkService {
       const report = describe();
       const rowLimit = st.adaptive?.observe(entries.length, report.durationMs);
       this.d.observer.flushed({ ...report, outcome, ...(rowLimit === undefined ? {} : { rowLimit }) });
-      if (outcome.catalogChanged !== undefined && !st.route.alteredNoticed) {
-        st.route.alteredNoticed = true;
-        this.d.logger.warn(
-          { route: st.route.config.topic, table: st.route.config.table, change: outcome.catalogChanged },
-          `${outcome.catalogChanged}: the table was altered while pgsink writes COPY binary into it; every batch of this route now goes through row isolation (slow, exact: each value is cast to the column's type) until pgsink restarts and reads the new types`,
-        );
-      }
       if (epoch !== st.epoch) return;
       this.bp.add(st.key, -batch.bytes);
       st.fence = outcome.nextOffset;
@@ -1320,6 +1383,17 @@ export class SinkService {
       }
       if (e instanceof FenceBehind) {
         this.rewind(st, e);
+        return;
+      }
+      if (e instanceof CatalogChanged) {
+        // Nothing was written: the batch goes back, the route's encoders follow the table's
+        // types as they are now, and the next flush encodes it again (see the top of runFlush).
+        st.buffer.requeue(batch);
+        try {
+          await this.refreshCatalog(st.route, e);
+        } catch (err) {
+          this.hold(st, err as Error, 'flush', failed);
+        }
         return;
       }
       // Abandoned at the shutdown deadline: rolled back, re-read by the next owner.
@@ -1810,6 +1884,12 @@ function skipEntry(first: number, last: number, lost: boolean): Entry {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** A Kafka timestamp as a double where that is exact (kept without a string), else the string. */
+function timestampOf(ts: string): number | string {
+  const n = Number(ts);
+  return Number.isSafeInteger(n) && String(n) === ts ? n : ts;
+}
 
 /** Without allocating (Object.keys would, once per record). */
 function hasKeys(o: object | undefined): boolean {

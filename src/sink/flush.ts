@@ -50,6 +50,14 @@ export interface Entry {
   headers: IHeaders | undefined;
   /** The headers' wire bytes (src/kafka/record-headers.ts), for an exact dead letter. */
   rawHeaders: Buffer | undefined;
+  /** The record's Kafka timestamp (ms; the client's string where a double would not be exact). */
+  timestamp?: number | string | undefined;
+  /**
+   * The route's encoder generation the row was encoded with: a table altered while running
+   * (CatalogChanged) makes a new one, and rows of an older one are encoded again from their
+   * key and value before they are flushed.
+   */
+  gen?: number | undefined;
   failure?: Failure;
   /**
    * Not a record: offsets [first, offset] hold nothing to write. Either the client filtered
@@ -82,7 +90,7 @@ export interface FlushTarget {
   /**
    * Binary: the declared type oid of every column the tuples were encoded for. Checked under
    * the table's lock in every flush: a table altered since would take the bytes as another
-   * type (an int8 read as a float8); such a batch goes through isolation, which casts.
+   * type (an int8's as a float8's); such a flush fails with CatalogChanged, writing nothing.
    */
   wireOids?: ReadonlyMap<string, number> | undefined;
   /**
@@ -123,12 +131,18 @@ export interface FlushOutcome {
   gaps: Array<{ first: number; last: number }>;
   /** This flush created the partition's fence row (its first flush for the group). */
   createdFence?: boolean;
-  /** Binary: the table's column types are no longer those the rows were encoded for. */
-  catalogChanged?: string;
 }
 
-/** The table's columns changed type under binary tuples: isolate (which casts) instead. */
-class CatalogChanged extends Error {}
+/**
+ * Binary rows, and a column of the table has another type than the one they were encoded for
+ * (ALTER TABLE … TYPE since): nothing is written. The caller reads the column types again,
+ * encodes the batch again from its records, and flushes it.
+ */
+export class CatalogChanged extends PgsinkError {
+  constructor(message: string) {
+    super('postgres', message, { code: 'CATALOG_CHANGED', retriable: true });
+  }
+}
 
 /** Contiguous rows of one chunk go out as one slice: no copy, no re-encoding. */
 function* copySlices(rows: readonly Entry[]): Generator<Buffer> {
@@ -189,13 +203,12 @@ async function writeRows(client: pg.ClientBase, t: FlushTarget, rows: readonly E
 async function beginAndLockFence(
   client: pg.ClientBase,
   t: FlushTarget,
-  checkTypes: boolean,
 ): Promise<{ next: number; created: boolean; changed: string | undefined }> {
   // Binary rows: after the fence row (so that two owners of a partition still queue on the
   // fence, as they do when COPY waits for the table), the table is locked (COPY would take this
   // lock anyway, and it keeps an ALTER TABLE out until COMMIT), then its column types are read
   // as they are now.
-  const check = checkTypes && t.wireOids !== undefined;
+  const check = t.wireOids !== undefined;
   const table = client.escapeLiteral(t.table);
   // xmax = 0 on the returned row: it was inserted now, not found and locked.
   const results = (await client.query(
@@ -343,7 +356,7 @@ async function attempt(
   // altered since it was made): it is made again for the next batch.
   if (t.upsert) await (isolate ? dropStage(client, t.upsert) : ensureStage(client, t.upsert));
   try {
-    const locked = await beginAndLockFence(client, t, !isolate);
+    const locked = await beginAndLockFence(client, t);
     if (locked.changed !== undefined) {
       await client.query('ROLLBACK');
       throw new CatalogChanged(locked.changed);
@@ -435,22 +448,18 @@ export async function flushBatch(
   opts: { isolate?: boolean } = {},
 ): Promise<FlushOutcome> {
   if (entries.length === 0) throw new Error('internal: empty batch');
-  let changed: string | undefined;
   if (!opts.isolate) {
     try {
       return await attempt(client, target, entries, false);
     } catch (err) {
-      if (err instanceof FenceBehind) throw err;
-      if (err instanceof CatalogChanged) changed = err.message;
-      else if (classifyPgError(err) !== 'data')
-        throw sinkError(err, `flush ${target.topic}[${target.partition}]`);
+      if (err instanceof FenceBehind || err instanceof CatalogChanged) throw err;
+      if (classifyPgError(err) !== 'data') throw sinkError(err, `flush ${target.topic}[${target.partition}]`);
     }
   }
   try {
-    const outcome = await attempt(client, target, entries, true);
-    return changed === undefined ? outcome : { ...outcome, catalogChanged: changed };
+    return await attempt(client, target, entries, true);
   } catch (err) {
-    if (err instanceof FenceBehind) throw err;
+    if (err instanceof FenceBehind || err instanceof CatalogChanged) throw err;
     throw sinkError(err, `flush ${target.topic}[${target.partition}] (isolating bad rows)`);
   }
 }
