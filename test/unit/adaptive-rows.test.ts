@@ -8,7 +8,11 @@ describe('adaptive batch rows', () => {
     const opts = adaptiveRowsOptions({ maxRows: 10_000, lingerMs: 250 });
     expect(opts).toEqual({ minRows: 200, maxRows: 10_000, targetMs: 125 });
     expect(new AdaptiveRows(opts).limit).toBe(10_000);
-    expect(adaptiveRowsOptions({ maxRows: 10, lingerMs: 0 })).toEqual({ minRows: 1, maxRows: 10, targetMs: 20 });
+    expect(adaptiveRowsOptions({ maxRows: 10, lingerMs: 0 })).toEqual({
+      minRows: 1,
+      maxRows: 10,
+      targetMs: 20,
+    });
   });
 
   it('shrinks in proportion when flushes are slow, at most halving at once, never below minRows', () => {
@@ -36,7 +40,9 @@ describe('adaptive batch rows', () => {
         fc.integer({ min: 1, max: 5_000 }),
         fc.integer({ min: 0, max: 5_000 }),
         fc.integer({ min: 1, max: 1_000 }),
-        fc.array(fc.tuple(fc.integer({ min: 1, max: 20_000 }), fc.double({ min: 0, max: 60_000, noNaN: true }))),
+        fc.array(
+          fc.tuple(fc.integer({ min: 1, max: 20_000 }), fc.double({ min: 0, max: 60_000, noNaN: true })),
+        ),
         (min, extra, target, flushes) => {
           const a = new AdaptiveRows({ minRows: min, maxRows: min + extra, targetMs: target });
           for (const [rows, ms] of flushes) {
