@@ -60,6 +60,24 @@ if (values.meta === 'all') {
   };
 }
 
+type Load = <T>(rel: string) => Promise<T>;
+
+/** The general path's decoder (the strict validator, then avsc) of the src/ tree `load` reads. */
+async function decoderOf(reader: unknown, load: Load): Promise<{ decode(v: Buffer): unknown }> {
+  const { RouteDecoder } = await load<{
+    RouteDecoder: new (
+      t: unknown,
+      w: unknown,
+    ) => { prepare(v: Buffer[]): Promise<void>; decode(v: Buffer): unknown };
+  }>('avro/decoder.ts');
+  const { LocalSchemas } = await load<{ LocalSchemas: new (f: object, t: unknown) => unknown }>(
+    'avro/registry.ts',
+  );
+  const decoder = new RouteDecoder(reader, new LocalSchemas({}, reader));
+  await decoder.prepare([Buffer.from([0, 0, 0, 0, 1])]);
+  return decoder;
+}
+
 /** The direct line encoder (or the general path) of the src/ tree at `dir`, for the benchmark's route. */
 async function encoderOf(dir: string): Promise<Encoder> {
   const load = async <T>(rel: string): Promise<T> =>
@@ -76,17 +94,7 @@ async function encoderOf(dir: string): Promise<Encoder> {
   if (values.format === 'binary') return binaryEncoderOf(dir, reader, load);
   if (values.path === 'direct')
     return buildDirectLineEncoder(reader, routeColumns(reader, route), { upsert: false });
-  const { RouteDecoder } = await load<{
-    RouteDecoder: new (
-      t: unknown,
-      w: unknown,
-    ) => { prepare(v: Buffer[]): Promise<void>; decode(v: Buffer): unknown };
-  }>('avro/decoder.ts');
-  const { LocalSchemas } = await load<{ LocalSchemas: new (f: object, t: unknown) => unknown }>(
-    'avro/registry.ts',
-  );
-  const decoder = new RouteDecoder(reader, new LocalSchemas({}, reader));
-  await decoder.prepare([Buffer.from([0, 0, 0, 0, 1])]);
+  const decoder = await decoderOf(reader, load);
   const plan = buildColumnPlan(reader, route);
   return {
     maxBytes: (value) => 4 * value.length + 1024,
@@ -94,11 +102,7 @@ async function encoderOf(dir: string): Promise<Encoder> {
   };
 }
 
-async function binaryEncoderOf(
-  dir: string,
-  reader: unknown,
-  load: <T>(rel: string) => Promise<T>,
-): Promise<Encoder> {
+async function binaryEncoderOf(dir: string, reader: unknown, load: Load): Promise<Encoder> {
   const { buildColumnPlan } = await load<{
     buildColumnPlan(t: unknown, r: unknown): { columns: string[]; pgTypes: string[] };
   }>('sink/columns.ts');
@@ -121,17 +125,7 @@ async function binaryEncoderOf(
     }>('sink/direct-binary.ts');
     return buildDirectBinaryEncoder(reader, plan);
   }
-  const { RouteDecoder } = await load<{
-    RouteDecoder: new (
-      t: unknown,
-      w: unknown,
-    ) => { prepare(v: Buffer[]): Promise<void>; decode(v: Buffer): unknown };
-  }>('avro/decoder.ts');
-  const { LocalSchemas } = await load<{ LocalSchemas: new (f: object, t: unknown) => unknown }>(
-    'avro/registry.ts',
-  );
-  const decoder = new RouteDecoder(reader, new LocalSchemas({}, reader));
-  await decoder.prepare([Buffer.from([0, 0, 0, 0, 1])]);
+  const decoder = await decoderOf(reader, load);
   return {
     maxBytes: (value) => 4 * value.length + 1024,
     encode: (value, out, at, m) => {

@@ -18,7 +18,7 @@ import avro from 'avsc';
 import { PassthroughLogicalType } from '../avro/logical.ts';
 import { emptyDecimal } from '../avro/strict.ts';
 import { RecordError } from '../util/errors.ts';
-import { floatField, formatDate, formatTimestamp, nulInString } from './copy-text.ts';
+import { floatField, formatDate, formatTimestamp, nulInString, unscaledDigits } from './copy-text.ts';
 import { jsonEncoder } from './jsonb.ts';
 
 /** 'PGCOPY\n\377\r\n\0', flags (no OIDs), no header extension. */
@@ -359,20 +359,11 @@ export function smallDecimal(src: Uint8Array, start: number, stop: number): numb
 /** An Avro decimal (big-endian two's complement unscaled value) with its scale. */
 export function writeNumericDecimal(w: Out, bytes: Uint8Array, scale: number): void {
   if (bytes.length === 0) throw emptyDecimal('');
-  let negative: boolean;
-  let digits: string;
   if (bytes.length <= 6) {
     const n = smallDecimal(bytes, 0, bytes.length);
-    negative = n < 0;
-    if (writeNumericScaled(w, negative, negative ? -n : n, scale)) return;
-    digits = String(negative ? -n : n);
-  } else {
-    let n = 0n;
-    for (const b of bytes) n = (n << 8n) | BigInt(b);
-    if (bytes[0]! & 0x80) n -= 1n << BigInt(bytes.length * 8);
-    negative = n < 0n;
-    digits = (negative ? -n : n).toString();
+    if (writeNumericScaled(w, n < 0, n < 0 ? -n : n, scale)) return;
   }
+  const { negative, digits } = unscaledDigits(bytes);
   writeNumericDigits(w, negative, digits, scale);
 }
 

@@ -153,24 +153,29 @@ export function formatTime(value: bigint, unitsPerSecond: 1000n | 1000000n): str
  * also a JSON number with exactly `scale` fraction digits. No bytes is EMPTY_DECIMAL (a
  * BodyFault): the value is not written, not read as 0.
  */
-export function formatDecimal(bytes: Uint8Array, scale: number): string {
-  if (bytes.length === 0) throw emptyDecimal('');
-  let negative: boolean;
-  let digits: string;
+/**
+ * The sign and decimal digits of an Avro decimal's unscaled value (big-endian two's complement,
+ * at least one byte).
+ */
+export function unscaledDigits(bytes: Uint8Array): { negative: boolean; digits: string } {
   if (bytes.length <= 6) {
     // Up to 48 bits is exact in a double: no BigInt on the common path (money amounts).
     let n = 0;
     for (const b of bytes) n = n * 256 + b;
     if (bytes[0]! & 0x80) n -= 2 ** (bytes.length * 8);
-    negative = n < 0;
-    digits = String(negative ? -n : n);
-  } else {
-    let n = 0n;
-    for (const b of bytes) n = (n << 8n) | BigInt(b);
-    if (bytes[0]! & 0x80) n -= 1n << BigInt(bytes.length * 8);
-    negative = n < 0n;
-    digits = (negative ? -n : n).toString();
+    return { negative: n < 0, digits: String(n < 0 ? -n : n) };
   }
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  if (bytes[0]! & 0x80) n -= 1n << BigInt(bytes.length * 8);
+  return { negative: n < 0n, digits: (n < 0n ? -n : n).toString() };
+}
+
+export function formatDecimal(bytes: Uint8Array, scale: number): string {
+  if (bytes.length === 0) throw emptyDecimal('');
+  const parts = unscaledDigits(bytes);
+  const negative = parts.negative;
+  let digits = parts.digits;
   if (scale > 0) {
     digits = digits.padStart(scale + 1, '0');
     digits = `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
