@@ -65,7 +65,6 @@ export function buildIsolationPlan(
   table: string,
   columns: readonly string[],
   keyColumns: readonly string[] | undefined,
-  stageTypes?: readonly string[],
 ): IsolationPlan {
   return {
     routeIndex,
@@ -73,14 +72,13 @@ export function buildIsolationPlan(
     columns,
     keyColumns,
     stagedLines: keyColumns !== undefined,
-    stageTypes,
   };
 }
 
 const stageName = (plan: IsolationPlan) => `pgsink_iso_${plan.routeIndex}`;
 
 /** A dollar-quote tag that does not occur in `body`. */
-function dollarTag(body: string): string {
+export function dollarTag(body: string): string {
   let n = 0;
   while (body.includes(`$pgsink${n}$`)) n++;
   return `$pgsink${n}$`;
@@ -162,8 +160,10 @@ DECLARE
 BEGIN
   SET CONSTRAINTS ALL IMMEDIATE;
   FOR pass IN 1..2 LOOP
+    -- IN (SELECT unnest(...)) is a hashed subplan: linear in the rows, where = ANY (retry)
+    -- would compare every staged row with every retried offset.
     FOR r IN SELECT * FROM ${stage}
-              WHERE pass = 1 OR ${OFFSET_COL} = ANY (retry)
+              WHERE pass = 1 OR ${OFFSET_COL} IN (SELECT unnest(retry))
               ORDER BY ${OFFSET_COL} LOOP
       IF ${nullKey} THEN
         refused := refused || r.${OFFSET_COL};
