@@ -58,6 +58,7 @@ const SOURCE_FILES = [
   'retention-gap',
   'transactions',
   'kafka-sasl',
+  'strict', // dead letters' headers byte for byte, as each client hands them over
 ].map((f) => `test/integration/${f}.test.ts`);
 /** KIP-848 changes membership and assignment only: the files about those. */
 const KIP848_FILES = ['exactly-once', 'rebalance', 'pipeline-basic', 'transactions'].map(

@@ -30,6 +30,8 @@ import type { IHeaders } from 'kafkajs';
 import { createRequire } from 'node:module';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { ConfigError, errorMessage, PgsinkError } from '../util/errors.ts';
+import { isCertificateError } from '../util/tls.ts';
+import { encodeRawHeaders } from './record-headers.ts';
 import type {
   FetchedBatch,
   KafkaSource,
@@ -60,6 +62,8 @@ const platformatic = (): Platformatic =>
 
 /** Record batch attributes (the Kafka protocol's): transactional, control. */
 const IS_TRANSACTIONAL = 1 << 4;
+/** Record batch attribute: the timestamps are the broker's log-append time (maxTimestamp). */
+const TIMESTAMP_TYPE_LOG_APPEND = 1 << 3;
 const IS_CONTROL = 1 << 5;
 /** READ_COMMITTED; ListOffsetTimestamps. */
 const READ_COMMITTED = 1;
@@ -357,15 +361,20 @@ export function createPlatformaticSource(opts: PlatformaticSourceOptions): Kafka
     own.position = to;
   };
 
+  /** Partitions of the current round whose fetch returned an error code. */
+  let partitionErrors = 0;
   const deliver = async (f: Fetched): Promise<void> => {
     const { own, gen, fetchedOffset, partition } = f;
     if (own.gen !== gen || owned.get(own.key) !== own) return;
     if (partition.errorCode === OFFSET_OUT_OF_RANGE) return outOfRange(f);
     if (partition.errorCode !== 0) {
+      // A leader moved, a replica is not available, …: the leaders are looked up again and the
+      // round ends with a pause (run below), so that the same error is not fetched at once.
       opts.logger.debug(
         { ...own.tp, code: partition.errorCode },
         'fetch error for a partition; fetching again',
       );
+      partitionErrors++;
       return;
     }
     const batches = partition.records ?? [];
@@ -403,6 +412,7 @@ export function createPlatformaticSource(opts: PlatformaticSourceOptions): Kafka
 
   const run = async (c: Consumer, p: ConnectionPool): Promise<void> => {
     let failures = 0;
+    let erring = 0;
     while (!stopping && consumer === c) {
       syncAssignment();
       let fetched: Fetched[];
@@ -441,6 +451,7 @@ export function createPlatformaticSource(opts: PlatformaticSourceOptions): Kafka
       syncAssignment();
       // One partition at a time, as kafkajs with partitionsConsumedConcurrently 1: the
       // pipeline's onBatch awaits only its own bookkeeping (flushes run outside it).
+      partitionErrors = 0;
       for (const f of fetched) {
         if (stopping || consumer !== c) return;
         try {
@@ -449,6 +460,13 @@ export function createPlatformaticSource(opts: PlatformaticSourceOptions): Kafka
           handlers?.onFatal(err instanceof Error ? err : new Error(String(err)));
           return;
         }
+      }
+      if (partitionErrors > 0) {
+        erring++;
+        c.clearMetadata();
+        await sleep(Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(erring, 6)));
+      } else {
+        erring = 0;
       }
     }
   };
@@ -593,8 +611,14 @@ export function committedMessages(
         key: r.key,
         value: r.value,
         offset: String(offset),
-        timestamp: String(b.firstTimestamp + r.timestampDelta),
-        ...(r.headers.length ? { headers: headersOf(r.headers) } : {}),
+        // Log-append time: the broker's time for every record, in maxTimestamp (as kafkajs).
+        timestamp: String(
+          b.attributes & TIMESTAMP_TYPE_LOG_APPEND ? b.maxTimestamp : b.firstTimestamp + r.timestampDelta,
+        ),
+        // The pairs as exact wire bytes too (rawHeadersOf), for dead letters.
+        ...(r.headers.length
+          ? { headers: headersOf(r.headers), rawHeaders: encodeRawHeaders(r.headers) }
+          : {}),
       });
     }
   }
@@ -703,6 +727,11 @@ export function platformaticStartError(err: unknown, brokers: readonly string[])
   if (err instanceof PgsinkError) return err;
   const where = brokers.join(',');
   const code = protocolCode(err);
+  if (isCertificateError(err))
+    return new ConfigError(
+      `Kafka at ${where}: the TLS certificate does not verify (${rootMessage(err)}). Check kafka.ssl (the CA that signs the brokers' certificates).`,
+      err,
+    );
   if (isAuthentication(err))
     return new ConfigError(
       `Kafka at ${where} refused the SASL credentials: ${rootMessage(err)}. Check kafka.sasl (mechanism, username, password).`,

@@ -49,6 +49,37 @@ export function parseRawHeaders(raw: Buffer): HeaderList {
 }
 
 /**
+ * The header section's wire bytes for pairs (the inverse of parseRawHeaders), for a client that
+ * hands over exact pairs rather than the bytes (@platformatic/kafka): its dead letters then keep
+ * null keys, binary keys and the order of repeated keys as the kafkajs path does.
+ */
+export function encodeRawHeaders(pairs: HeaderList): Buffer {
+  const parts: Buffer[] = [];
+  const varint = (n: number): void => {
+    // Zigzag, then 7 bits a byte, low first (Kafka's varint).
+    let z = n >= 0 ? n * 2 : -n * 2 - 1;
+    const out: number[] = [];
+    while (z >= 0x80) {
+      out.push((z % 0x80) | 0x80);
+      z = Math.floor(z / 0x80);
+    }
+    out.push(z);
+    parts.push(Buffer.from(out));
+  };
+  const bytes = (b: Buffer | null): void => {
+    if (b === null) return varint(-1);
+    varint(b.length);
+    parts.push(b);
+  };
+  varint(pairs.length);
+  for (const [k, v] of pairs) {
+    bytes(k);
+    bytes(v);
+  }
+  return Buffer.concat(parts);
+}
+
+/**
  * kafkajs' headers object as pairs: the best there is without the wire bytes (kafkajs' own
  * record decoder, PGSINK_KAFKAJS_DECODER=stock). Keys are their UTF-8 text; repeated keys come
  * out grouped.

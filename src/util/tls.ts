@@ -26,13 +26,12 @@ const CERTIFICATE_CODES = new Set([
   'HOSTNAME_MISMATCH',
 ]);
 
-export function isCertificateError(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && CERTIFICATE_CODES.has(code)) return true;
-    e =
-      (e as { cause?: unknown; originalError?: unknown }).cause ??
-      (e as { originalError?: unknown }).originalError;
-  }
-  return false;
+export function isCertificateError(err: unknown, depth = 0): boolean {
+  if (!err || depth >= 5) return false;
+  const e = err as { code?: unknown; cause?: unknown; originalError?: unknown; errors?: unknown };
+  if (typeof e.code === 'string' && CERTIFICATE_CODES.has(e.code)) return true;
+  // An aggregate (one error per broker tried, as @platformatic/kafka's MultipleErrors) counts
+  // when one of its errors does.
+  if (Array.isArray(e.errors) && e.errors.some((x) => isCertificateError(x, depth + 1))) return true;
+  return isCertificateError(e.cause ?? e.originalError, depth + 1);
 }
