@@ -24,7 +24,7 @@ import type { KafkaSource } from '../src/kafka/source.ts';
 import { createPipeline } from '../src/pipeline/app.ts';
 import type { SinkObserver } from '../src/pipeline/observer.ts';
 import { buildRoutes, useCopyFormat, type RouteRuntime } from '../src/pipeline/routes.ts';
-import { naturalWireType, type WireType } from '../src/sink/copy-binary.ts';
+import { BINARY_HEADER, BINARY_TRAILER, naturalWireType, type WireType } from '../src/sink/copy-binary.ts';
 import { assertRecordValue, quoteIdent, type RecordMeta } from '../src/sink/columns.ts';
 import { RowArena } from '../src/sink/row-arena.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
@@ -620,9 +620,7 @@ async function textBatches(job: CopyJob, route: RouteRuntime): Promise<Buffer[][
 // COPY binary framing (PostgreSQL's COPY page, "Binary Format"): the 11-byte signature, an
 // int32 of flags (bit 16: OIDs included) and an int32 header extension length before the
 // tuples; an int16 -1 after them.
-const BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
-const BINARY_HEADER = Buffer.concat([BINARY_SIGNATURE, Buffer.alloc(8)]);
-const BINARY_TRAILER = Buffer.from([0xff, 0xff]);
+const BINARY_SIGNATURE = BINARY_HEADER.subarray(0, 11);
 
 /** The tuples of one COPY … TO STDOUT (FORMAT binary) output: its header and trailer cut off. */
 function binaryTuples(out: Buffer): Buffer {

@@ -34,6 +34,7 @@ import {
   CatalogChanged,
   FenceBehind,
   flushBatch,
+  rawSlice,
   readFences,
   type Entry,
   type Failure,
@@ -466,15 +467,13 @@ export class SinkService {
 
   /** Encodes `entries` again, in place, from their records, with the route's current encoders. */
   private async reencode(st: PartitionState, entries: Entry[]): Promise<void> {
-    const slice = (e: Entry, from: number, to: number): Buffer | null =>
-      from < 0 ? null : e.raw.subarray(from, to);
-    await st.route.decoder.prepare(entries.map((e) => slice(e, e.valueStart, e.valueEnd)));
+    await st.route.decoder.prepare(entries.map((e) => rawSlice(e, e.valueStart, e.valueEnd)));
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       if (e.skip) continue;
       const message = {
-        key: slice(e, e.keyStart, e.keyEnd),
-        value: slice(e, e.valueStart, e.valueEnd),
+        key: rawSlice(e, e.keyStart, e.keyEnd),
+        value: rawSlice(e, e.valueStart, e.valueEnd),
         offset: String(e.offset),
         timestamp: String(e.timestamp ?? -1),
         ...(e.headers ? { headers: e.headers } : {}),
@@ -838,24 +837,20 @@ export class SinkService {
 
   /** A lookup the fetch loop may wait for, bounded well under the session timeout. */
   private async bounded<T>(p: Promise<T>, what: string): Promise<T | undefined> {
-    const ms = Math.max(1_000, Math.floor(this.d.config.kafka.sessionTimeoutMs / 4));
-    let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([
-        p,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-        }),
-      ]);
+      return await within(p, this.kafkaAnswerMs());
     } catch (err) {
       this.d.logger.warn(
         { err: errorMessage(err) },
         `cannot read ${what}; partitions start from their fences`,
       );
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
+  }
+
+  /** How long the fetch loop waits for a Kafka lookup: well under the session timeout. */
+  private kafkaAnswerMs(): number {
+    return Math.max(1_000, Math.floor(this.d.config.kafka.sessionTimeoutMs / 4));
   }
 
   /**
@@ -909,7 +904,7 @@ export class SinkService {
           { err: errorMessage(err), retryInMs: delay },
           'cannot read offset fences; retrying',
         );
-        await new Promise((r) => setTimeout(r, delay));
+        await this.sleep(delay);
       }
     }
   }
@@ -1038,7 +1033,10 @@ export class SinkService {
     const next = st.next!;
     let logStart: number | undefined;
     try {
-      logStart = (await this.d.source.watermarks(st.tp.topic)).get(st.tp.partition)?.low;
+      // Bounded: this runs inside the client's fetch loop, which heartbeats between batches.
+      logStart = (await within(this.d.source.watermarks(st.tp.topic), this.kafkaAnswerMs())).get(
+        st.tp.partition,
+      )?.low;
       if (logStart === undefined) throw new Error(`the broker gave no log start for ${st.key}`);
     } catch (err) {
       if (epoch !== st.epoch || this.state !== 'running') return false;
@@ -1885,10 +1883,29 @@ function skipEntry(first: number, last: number, lost: boolean): Entry {
 
 const EMPTY = Buffer.alloc(0);
 
-/** A Kafka timestamp as a double where that is exact (kept without a string), else the string. */
+/** `p`, or a rejection after `ms` (the timer does not outlive the answer). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A Kafka timestamp as a double where that is exact (kept without a string), else the string.
+ * Both sources write timestamps as canonical decimals (String of a number or a Long), so a safe
+ * integer reads back as the same text: no String() per record to check it.
+ */
 function timestampOf(ts: string): number | string {
   const n = Number(ts);
-  return Number.isSafeInteger(n) && String(n) === ts ? n : ts;
+  return Number.isSafeInteger(n) ? n : ts;
 }
 
 /** Without allocating (Object.keys would, once per record). */

@@ -18,7 +18,9 @@ import {
   binaryWriterFor,
   integerWriter,
   stringWriter,
+  TEXT_LIKE,
   writeBytesField,
+  writeInt8,
   writeNullField,
   writeTimestamp,
   type FieldWriter,
@@ -73,13 +75,12 @@ function writeCount(w: Out, n: number): void {
 }
 
 export function writeUpsertSuffix(w: Out, offset: number, op: 'u' | 'd'): void {
-  w.need(17);
-  w.out.writeInt32BE(8, w.o);
-  w.out.writeUInt32BE(Math.floor(offset / 4294967296), w.o + 4);
-  w.out.writeUInt32BE(offset % 4294967296, w.o + 8);
-  w.out.writeInt32BE(1, w.o + 12);
-  w.out[w.o + 16] = op === 'u' ? 0x75 : 0x64;
-  w.o += 17;
+  writeInt8(w, offset);
+  // The operation, a "char": length 1, one byte.
+  w.need(5);
+  w.out.writeInt32BE(1, w.o);
+  w.out[w.o + 4] = op === 'u' ? 0x75 : 0x64;
+  w.o += 5;
 }
 
 /** The writer and getter of a metadata column, or why it has none. */
@@ -88,10 +89,7 @@ function metaColumn(column: Column, wire: WireType, keyAs: 'text' | 'bytea'): Bi
   const no = `metadata ${meta} into ${wire.declared}`;
   switch (meta) {
     case 'topic': {
-      const write =
-        wire.name === 'text' || wire.name === 'varchar' || wire.name === 'bpchar'
-          ? stringWriter(wire)
-          : undefined;
+      const write = TEXT_LIKE.has(wire.name) ? stringWriter(wire) : undefined;
       return write ? { column, wire, get: (_r, m) => m.topic, write } : no;
     }
     case 'partition': {

@@ -18,7 +18,14 @@ import avro from 'avsc';
 import { PassthroughLogicalType } from '../avro/logical.ts';
 import { emptyDecimal } from '../avro/strict.ts';
 import { RecordError } from '../util/errors.ts';
-import { floatField, formatDate, formatTimestamp, nulInString, unscaledDigits } from './copy-text.ts';
+import {
+  floatField,
+  formatDate,
+  formatTimestamp,
+  nulInString,
+  smallDecimal,
+  unscaledDigits,
+} from './copy-text.ts';
 import { jsonEncoder } from './jsonb.ts';
 
 /** 'PGCOPY\n\377\r\n\0', flags (no OIDs), no header extension. */
@@ -348,14 +355,6 @@ export function writeNumericScaled(w: Out, negative: boolean, n: number, scale: 
   return true;
 }
 
-/** An Avro decimal's unscaled value from src[start..stop) (1 to 6 bytes), as a double. */
-export function smallDecimal(src: Uint8Array, start: number, stop: number): number {
-  let n = 0;
-  for (let i = start; i < stop; i++) n = n * 256 + src[i]!;
-  if (src[start]! & 0x80) n -= 2 ** ((stop - start) * 8);
-  return n;
-}
-
 /** An Avro decimal (big-endian two's complement unscaled value) with its scale. */
 export function writeNumericDecimal(w: Out, bytes: Uint8Array, scale: number): void {
   if (bytes.length === 0) throw emptyDecimal('');
@@ -523,7 +522,8 @@ export function arrayWriter(elementOid: number, element: FieldWriter): FieldWrit
 // ---------------------------------------------------------------------------------------------
 // The pair (Avro type, column type) → a writer, or why there is none.
 
-const TEXT_LIKE = new Set(['text', 'varchar', 'bpchar']);
+/** The column types a string is written to as its UTF-8 bytes. */
+export const TEXT_LIKE: ReadonlySet<string> = new Set(['text', 'varchar', 'bpchar']);
 const JSON_LIKE = new Set(['jsonb', 'json', 'text', 'varchar', 'bpchar']);
 
 export type WriterChoice = { writer: FieldWriter } | { unsupported: string };

@@ -153,6 +153,14 @@ export function formatTime(value: bigint, unitsPerSecond: 1000n | 1000000n): str
  * also a JSON number with exactly `scale` fraction digits. No bytes is EMPTY_DECIMAL (a
  * BodyFault): the value is not written, not read as 0.
  */
+/** An Avro decimal's unscaled value from src[start..stop) (1 to 6 bytes), as a double. */
+export function smallDecimal(src: Uint8Array, start: number, stop: number): number {
+  let n = 0;
+  for (let i = start; i < stop; i++) n = n * 256 + src[i]!;
+  if (src[start]! & 0x80) n -= 2 ** ((stop - start) * 8);
+  return n;
+}
+
 /**
  * The sign and decimal digits of an Avro decimal's unscaled value (big-endian two's complement,
  * at least one byte).
@@ -160,9 +168,7 @@ export function formatTime(value: bigint, unitsPerSecond: 1000n | 1000000n): str
 export function unscaledDigits(bytes: Uint8Array): { negative: boolean; digits: string } {
   if (bytes.length <= 6) {
     // Up to 48 bits is exact in a double: no BigInt on the common path (money amounts).
-    let n = 0;
-    for (const b of bytes) n = n * 256 + b;
-    if (bytes[0]! & 0x80) n -= 2 ** (bytes.length * 8);
+    const n = smallDecimal(bytes, 0, bytes.length);
     return { negative: n < 0, digits: String(n < 0 ? -n : n) };
   }
   let n = 0n;

@@ -40,16 +40,18 @@ import { writeUpsertSuffix, type BinaryColumn, type BinaryPlan } from './binary-
 import { atField, type RecordMeta } from './columns.ts';
 import {
   parseUuidBytes,
-  smallDecimal,
+  TEXT_LIKE,
   writeNullField,
   writeNumericScaled,
   type FieldWriter,
   type Out,
 } from './copy-binary.ts';
-import { nulInString } from './copy-text.ts';
+import { nulInString, smallDecimal } from './copy-text.ts';
 import { LineOverflow } from './direct-line.ts';
 
 const EMPTY = Buffer.alloc(0);
+/** Metadata columns read only the Kafka side: no record object per call. */
+const NO_RECORD: Record<string, unknown> = {};
 
 class Cursor implements Source, Out {
   src: Buffer = EMPTY;
@@ -145,7 +147,8 @@ function copyTextField(c: Cursor, start: number, stop: number, path: string): vo
   c.o += 4 + len;
 }
 
-const TEXT_WIRE = new Set(['text', 'varchar', 'bpchar', 'json']);
+/** Where a string field's bytes are copied as they are (json's binary form is its text). */
+const TEXT_WIRE: ReadonlySet<string> = new Set([...TEXT_LIKE, 'json']);
 
 /** A string field: copied as bytes into a text column, decoded for any other (uuid, jsonb). */
 function stringStep(path: string, col: BinaryColumn): Step {
@@ -419,7 +422,7 @@ export function buildDirectBinaryEncoder(
         if (c.p !== c.end) throw trailingData(c.end - c.p);
         if (c.pendingField >= 0) throw atField(names[c.pendingField]!, c.pendingError);
         for (const m of metas) {
-          const v = m.get({}, meta);
+          const v = m.get(NO_RECORD, meta);
           if (v === null || v === undefined) writeNullField(c);
           else m.write(v, c);
         }

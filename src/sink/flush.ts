@@ -69,7 +69,8 @@ export interface Entry {
   skip?: { first: number; lost: boolean };
 }
 
-const slice = (e: Entry, from: number, to: number): Buffer | null =>
+/** An entry's raw key or value (positions in its raw chunk), or null. */
+export const rawSlice = (e: Entry, from: number, to: number): Buffer | null =>
   from < 0 ? null : e.raw.subarray(from, to);
 
 export interface FlushTarget {
@@ -307,8 +308,8 @@ async function insertDeadLetters(
         t.topic,
         t.partition,
         e.offset,
-        slice(e, e.keyStart, e.keyEnd),
-        slice(e, e.valueStart, e.valueEnd),
+        rawSlice(e, e.keyStart, e.keyEnd),
+        rawSlice(e, e.valueStart, e.valueEnd),
         // bytea[]: node-postgres writes Buffers as \x… elements and null as NULL.
         list.map(([k]) => k),
         list.map(([, v]) => v),

@@ -49,8 +49,6 @@ const NET_CODES = new Set([
   'ECONNABORTED',
   'ERR_STREAM_PREMATURE_CLOSE',
 ]);
-/** Classes that are never the row's fault: a per-row isolation loop re-raises them. */
-export const HELD_CLASSES: ReadonlySet<string> = new Set([...OUTAGE_CLASSES, ...ENVIRONMENT_CLASSES]);
 export interface PgErrorFields {
   code?: string;
   message?: string;

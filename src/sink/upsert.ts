@@ -5,9 +5,7 @@ import type pg from 'pg';
 import { ConfigError } from '../util/errors.ts';
 import { keyText, quoteIdent, quoteQualified } from './columns.ts';
 import { escapeText, NULL_FIELD } from './copy-text.ts';
-
-const OFFSET_COL = '__pgsink_offset';
-const OP_COL = '__pgsink_op';
+import { dollarTag, OFFSET_COL, OP_COL } from './isolate.ts';
 
 export interface UpsertPlan {
   /** Unquoted name of the temporary staging table (one per route and connection). */
@@ -48,9 +46,7 @@ export function buildUpsertPlan(
         RAISE EXCEPTION USING ERRCODE = '23502', MESSAGE = 'a key column is null';
       END IF;
     END `;
-  let n = 0;
-  while (check.includes(`$pgsink${n}$`)) n++;
-  const tag = `$pgsink${n}$`;
+  const tag = dollarTag(check);
   const mergeSql = `DO ${tag}${check}${tag};
     WITH last AS (
       SELECT DISTINCT ON (${keys.join(', ')}) * FROM pg_temp.${stage}

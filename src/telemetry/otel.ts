@@ -494,8 +494,7 @@ class OtelObserver implements SinkObserver {
     this.batchRows.record(r.rows, perTopic);
     this.batchSize.record(r.bytes, perTopic);
     this.flushDuration.record(r.durationMs / 1000, perTopic);
-    if (r.rowLimit !== undefined)
-      this.rowLimits.set(`${r.topic}\0${r.partition}`, [r.rowLimit, perPartition]);
+    if (r.rowLimit !== undefined) this.rowLimits.set(`${r.topic}:${r.partition}`, [r.rowLimit, perPartition]);
 
     const span = this.startFlushSpan(r);
     span.setAttributes({

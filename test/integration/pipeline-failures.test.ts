@@ -13,6 +13,7 @@ import {
   testConfig,
   waitFor,
   waitCommittedToEnd,
+  expectExactlyOnce,
 } from '../support/pipeline.ts';
 
 const kafka = kafkaClient();
@@ -22,14 +23,6 @@ const logger = createLogger('error');
 afterAll(async () => {
   await pool.end();
 });
-
-async function exactlyOnce(table: string, n: number): Promise<void> {
-  const { rows } = await pool.query<{ n: string; d: string }>(
-    `SELECT count(*) AS n, count(DISTINCT (_partition, _offset)) AS d FROM ${table}`,
-  );
-  expect(Number(rows[0]!.n)).toBe(n);
-  expect(Number(rows[0]!.d)).toBe(n);
-}
 
 describe('pipeline failures', () => {
   it('opens its flush connections at start, and waits, not ready, while the server cannot give them', async () => {
@@ -128,7 +121,7 @@ describe('pipeline failures', () => {
     } finally {
       await service.stop();
     }
-    await exactlyOnce(f.table, N);
+    await expectExactlyOnce(pool, f.table, N);
   });
 
   it('loses nothing and duplicates nothing when its Postgres connections are killed mid-ingestion', async () => {
@@ -163,7 +156,7 @@ describe('pipeline failures', () => {
     }
     expect(killed).toBeGreaterThan(0);
     expect(stats.flushFailures).toBeGreaterThan(0);
-    await exactlyOnce(f.table, N);
+    await expectExactlyOnce(pool, f.table, N);
   });
 
   it('pauses partitions while the table is locked, keeps buffered bytes under the limit, and resumes after', async () => {
@@ -227,6 +220,6 @@ describe('pipeline failures', () => {
       locker.release();
       await service.stop();
     }
-    await exactlyOnce(f.table, N);
+    await expectExactlyOnce(pool, f.table, N);
   });
 });

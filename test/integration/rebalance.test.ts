@@ -19,6 +19,7 @@ import {
   waitCommittedToEnd,
   type Fixture,
   type TestOverrides,
+  expectExactlyOnce,
 } from '../support/pipeline.ts';
 
 const kafka = kafkaClient();
@@ -77,13 +78,6 @@ function owned(changes: readonly AssignmentChange[]): number[] {
   return [...have].sort((x, y) => x - y);
 }
 
-async function exactlyOnce(table: string, n: number): Promise<void> {
-  const { rows } = await pool.query<{ n: string; d: string }>(
-    `SELECT count(*) AS n, count(DISTINCT (_partition, _offset)) AS d FROM ${table}`,
-  );
-  expect({ n: Number(rows[0]!.n), d: Number(rows[0]!.d) }).toEqual({ n, d: n });
-}
-
 describe(`rebalancing (${testKafkaClient}, ${testGroupProtocol})`, () => {
   it('a member joins and one leaves while records flow: all land once; kept partitions are not read again when the client is incremental', async () => {
     const f = await ordersFixture(kafka, pool, 6, 'reb');
@@ -115,7 +109,7 @@ describe(`rebalancing (${testKafkaClient}, ${testGroupProtocol})`, () => {
     );
     await waitCommittedToEnd(kafka, f.groupId, f.topic);
     await b.service.stop();
-    await exactlyOnce(f.table, 9_000);
+    await expectExactlyOnce(pool, f.table, 9_000);
     const kinds = new Set([...a.changes, ...b.changes].map((c) => c.kind));
     if (incremental) {
       expect([...kinds]).toEqual(['incremental']);
@@ -171,7 +165,7 @@ describe(`rebalancing (${testKafkaClient}, ${testGroupProtocol})`, () => {
     await waitCommittedToEnd(kafka, f.groupId, f.topic);
     await a2.service.stop();
     await b.service.stop();
-    await exactlyOnce(f.table, 4_000);
+    await expectExactlyOnce(pool, f.table, 4_000);
     // b's assignment did not move; a's successor got the same partitions back.
     expect(b.changes.length).toBe(bSaw);
     expect(owned(a2.changes)).toEqual(aHad);

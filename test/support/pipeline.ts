@@ -252,3 +252,21 @@ export async function waitCommittedToEnd(
     timeoutMs,
   );
 }
+
+/**
+ * Every one of `n` records landed once in an orders table: n rows, n distinct (partition,
+ * offset) pairs, and with `ids`, n distinct order ids.
+ */
+export async function expectExactlyOnce(
+  pool: pg.Pool,
+  table: string,
+  n: number,
+  opts: { ids?: boolean } = {},
+): Promise<void> {
+  const { rows } = await pool.query<{ n: string; d: string; ids: string }>(
+    `SELECT count(*) AS n, count(DISTINCT (_partition, _offset)) AS d, count(DISTINCT order_id) AS ids FROM ${table}`,
+  );
+  const got = { n: Number(rows[0]!.n), d: Number(rows[0]!.d), ids: Number(rows[0]!.ids) };
+  if (opts.ids) expect(got).toEqual({ n, d: n, ids: n });
+  else expect({ n: got.n, d: got.d }).toEqual({ n, d: n });
+}
